@@ -1,0 +1,295 @@
+"""Fashion-MNIST, loaded offline-first and verified byte for byte.
+
+``load_fashion_mnist`` reads the four original IDX files (gzip-compressed or
+not) and returns the split of the book's seed notebook::
+
+    (x_train, y_train), (x_valid, y_valid), (x_test, y_test)
+
+* validation = the **first** 5,000 images of the official training set,
+* train      = the remaining 55,000,
+* test       = the official 10,000 test images.
+
+Images are ``float32`` in ``[0, 1]`` with shape ``(n, 28, 28)``; labels are
+``uint8`` class indices ``0..9`` (names in ``CLASS_NAMES``).
+
+Where the files come from, in this order:
+
+1. ``data_dir`` argument, else the environment variable ``BNBOOK_DATA_DIR``.
+   An explicit folder must hold the files: it is never silently skipped.
+2. Debian's package ``dataset-fashion-mnist``: ``/usr/share/datasets/fashion-mnist``.
+3. The Keras cache: ``$KERAS_HOME/datasets/fashion-mnist`` (default ``~/.keras``).
+4. A download through ``keras.utils.get_file`` (needs internet).
+
+Every file's **decompressed** bytes are checked against a SHA-256 digest
+(the ``.gz`` wrappers differ between mirrors; their contents do not), so a
+truncated or corrupted file raises ``DataError`` instead of training on
+garbage. The decoded arrays are cached as ``.npy`` files (folder:
+``BNBOOK_CACHE_DIR``, default ``~/.cache/bnbook``), named by those digests and
+stamped with the source file they were verified from, so later kernels skip
+the decompression and the checksum unless the source file changed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "CLASS_NAMES",
+    "DEBIAN_DIR",
+    "DataError",
+    "IdxFile",
+    "FILES",
+    "find_data_dir",
+    "load_fashion_mnist",
+    "read_idx",
+    "subset",
+]
+
+CLASS_NAMES: tuple[str, ...] = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+N_VALID = 5_000
+IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
+IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
+
+
+class DataError(RuntimeError):
+    """Fashion-MNIST is missing, incomplete or corrupted; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class IdxFile:
+    """One of the four original files: its name, digest and expected shape."""
+
+    name: str
+    sha256: str
+    shape: tuple[int, ...]
+
+    @property
+    def magic(self) -> int:
+        return IDX_IMAGES_MAGIC if len(self.shape) == 3 else IDX_LABELS_MAGIC
+
+    @property
+    def size(self) -> int:
+        """Expected size in bytes: the header plus one byte per value."""
+        return 4 + 4 * len(self.shape) + int(np.prod(self.shape))
+
+
+FILES: dict[str, IdxFile] = {
+    f.name: f
+    for f in (
+        IdxFile("train-images-idx3-ubyte",
+                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                (60_000, 28, 28)),
+        IdxFile("train-labels-idx1-ubyte",
+                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+                (60_000,)),
+        IdxFile("t10k-images-idx3-ubyte",
+                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+                (10_000, 28, 28)),
+        IdxFile("t10k-labels-idx1-ubyte",
+                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+                (10_000,)),
+    )
+}
+
+HOW_TO_GET_DATA = (
+    "Provide Fashion-MNIST in one of these ways:\n"
+    "  * install Debian's package:  sudo apt-get install dataset-fashion-mnist\n"
+    f"    (it puts the files in {DEBIAN_DIR});\n"
+    "  * put the four files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,\n"
+    "    t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz in a folder and set\n"
+    "    BNBOOK_DATA_DIR=/that/folder (or pass data_dir=...);\n"
+    "  * run once on a machine with internet access: the files are downloaded\n"
+    "    into the Keras cache (~/.keras/datasets/fashion-mnist)."
+)
+
+
+def _candidate(folder: Path, name: str) -> Path | None:
+    """The file ``name`` in ``folder``, compressed or not, if it is there."""
+    for path in (folder / f"{name}.gz", folder / name):
+        if path.is_file():
+            return path
+    return None
+
+
+def _has_all_files(folder: Path) -> bool:
+    return all(_candidate(folder, name) for name in FILES)
+
+
+def _keras_cache_dir() -> Path:
+    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    return home / "datasets" / "fashion-mnist"
+
+
+def _download_to_keras_cache() -> Path | None:
+    """Download the files with ``keras.utils.get_file``; ``None`` when offline."""
+    try:
+        import keras  # imported here: the loader must not need Keras otherwise
+
+        for name in FILES:
+            keras.utils.get_file(f"{name}.gz", origin=KERAS_ORIGIN + f"{name}.gz",
+                                 cache_subdir="datasets/fashion-mnist")
+    except Exception:  # noqa: BLE001 - any failure means "no download possible"
+        return None
+    return _keras_cache_dir()
+
+
+def find_data_dir(data_dir: str | os.PathLike[str] | None = None, *,
+                  download: bool = True) -> Path:
+    """Return the first folder that holds all four files, in the documented order."""
+    explicit = data_dir if data_dir is not None else os.environ.get("BNBOOK_DATA_DIR")
+    if explicit:
+        folder = Path(explicit).expanduser()
+        if not _has_all_files(folder):
+            missing = [n for n in FILES if _candidate(folder, n) is None]
+            raise DataError(
+                f"The folder {folder} (given explicitly) lacks {', '.join(missing)} "
+                f"(.gz or uncompressed).\n{HOW_TO_GET_DATA}")
+        return folder
+    for folder in (DEBIAN_DIR, _keras_cache_dir()):
+        if _has_all_files(folder):
+            return folder
+    downloaded = _download_to_keras_cache() if download else None
+    if downloaded is not None and _has_all_files(downloaded):
+        return downloaded
+    raise DataError(f"Fashion-MNIST was not found anywhere.\n{HOW_TO_GET_DATA}")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as fh:
+                return fh.read()
+        return path.read_bytes()
+    except (OSError, EOFError) as err:  # gzip raises these on truncated or bad files
+        raise DataError(f"{path} cannot be read as a gzip or IDX file ({err}). "
+                        "The file is damaged: delete it and provide it again.\n"
+                        f"{HOW_TO_GET_DATA}") from err
+
+
+def read_idx(path: Path, spec: IdxFile) -> np.ndarray:
+    """Read one IDX file and check size, magic number, shape and SHA-256 digest."""
+    raw = _read_bytes(path)
+    if len(raw) != spec.size:
+        raise DataError(f"{path}: expected {spec.size:,} bytes once decompressed, "
+                        f"found {len(raw):,}; the file is truncated or wrong.")
+    magic = int.from_bytes(raw[:4], "big")
+    if magic != spec.magic:
+        raise DataError(f"{path}: IDX magic number {magic} where {spec.magic} was "
+                        f"expected for {spec.name}; this is not that file.")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big")
+                 for i in range(len(spec.shape)))
+    if dims != spec.shape:
+        raise DataError(f"{path}: IDX header says shape {dims}, expected {spec.shape}.")
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != spec.sha256:
+        raise DataError(f"{path}: SHA-256 of the decompressed bytes is {digest}, "
+                        f"expected {spec.sha256}; the file is corrupted.")
+    header = 4 + 4 * len(spec.shape)
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(spec.shape)
+
+
+def _npy_cache_dir() -> Path:
+    """``BNBOOK_CACHE_DIR``, else ``$XDG_CACHE_HOME/bnbook`` (default ``~/.cache/bnbook``)."""
+    if os.environ.get("BNBOOK_CACHE_DIR"):
+        return Path(os.environ["BNBOOK_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bnbook"
+
+
+def _source_stamp(path: Path) -> str:
+    """Identifies the verified source file: its resolved path, size and mtime."""
+    stat = path.stat()
+    return f"{path.resolve()}\n{stat.st_size}\n{stat.st_mtime_ns}\n"
+
+
+def _load_array(folder: Path, spec: IdxFile) -> np.ndarray:
+    """The decoded file, from the ``.npy`` cache when it was made from this very file.
+
+    The cache (float32 images, uint8 labels) is named by the file's digest and
+    stamped with the source's path, size and modification time, so a source
+    that changed since, damaged or not, is read and verified again.
+    """
+    path = _candidate(folder, spec.name)
+    assert path is not None  # find_data_dir checked it
+    cached = _npy_cache_dir() / f"{spec.name}-{spec.sha256[:16]}.npy"
+    stamp = cached.with_suffix(".source")
+    if cached.is_file() and stamp.is_file() and stamp.read_text() == _source_stamp(path):
+        try:
+            array = np.load(cached, allow_pickle=False)
+            if array.shape == spec.shape:
+                return array
+        except (OSError, ValueError):
+            pass  # a damaged cache is rebuilt from the verified source below
+    array = read_idx(path, spec)
+    if len(spec.shape) == 3:
+        array = array.astype(np.float32) / np.float32(255.0)
+    _write_cache(cached, array, _source_stamp(path))
+    return array
+
+
+def _write_cache(path: Path, array: np.ndarray, stamp: str) -> None:
+    """Write atomically; an unwritable cache folder just means no cache."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, array, allow_pickle=False)
+        tmp.replace(path)
+        path.with_suffix(".source").write_text(stamp)
+    except OSError:
+        pass
+
+
+Split = tuple[np.ndarray, np.ndarray]
+
+
+def load_fashion_mnist(data_dir: str | os.PathLike[str] | None = None
+                       ) -> tuple[Split, Split, Split]:
+    """Return ``(x_train, y_train), (x_valid, y_valid), (x_test, y_test)``.
+
+    Validation is the first 5,000 official training images, train the other
+    55,000, test the official 10,000. Images: float32 in [0, 1], shape
+    ``(n, 28, 28)``. Labels: uint8 in 0..9. Raises ``DataError`` with
+    instructions when the data is missing or does not match its checksums.
+    """
+    folder = find_data_dir(data_dir)
+    x_full = _load_array(folder, FILES["train-images-idx3-ubyte"])
+    y_full = _load_array(folder, FILES["train-labels-idx1-ubyte"])
+    x_test = _load_array(folder, FILES["t10k-images-idx3-ubyte"])
+    y_test = _load_array(folder, FILES["t10k-labels-idx1-ubyte"])
+    return ((x_full[N_VALID:], y_full[N_VALID:]),
+            (x_full[:N_VALID], y_full[:N_VALID]),
+            (x_test, y_test))
+
+
+def subset(x: np.ndarray, y: np.ndarray, n: int, *, seed: int = 0) -> Split:
+    """``n`` examples drawn without replacement by a fixed permutation of ``seed``.
+
+    Experiments that do not need all 55,000 images use this, so that every
+    chapter draws its subsets the same reproducible way.
+    """
+    if not 0 < n <= len(x):
+        raise ValueError(f"n must be between 1 and {len(x)}, got {n}")
+    index = np.random.default_rng(seed).permutation(len(x))[:n]
+    return x[index], y[index]
+
+
+def main() -> None:
+    """``python -m bnbook.data``: find, verify and describe the data set."""
+    folder = find_data_dir()
+    (x_train, _), (x_valid, _), (x_test, _) = load_fashion_mnist(folder)
+    print(f"Fashion-MNIST verified (SHA-256) from {folder}: "
+          f"{len(x_train):,} train, {len(x_valid):,} validation, {len(x_test):,} test images.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Shared fixtures, and a guard that nbmake really collected every chapter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from book_layout import executable_chapters
+
+
+@pytest.fixture(autouse=True)
+def _private_array_cache(tmp_path_factory: pytest.TempPathFactory,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the loader's .npy cache out of the user's home during tests."""
+    monkeypatch.setenv("BNBOOK_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "npy-cache"))
+    monkeypatch.delenv("BNBOOK_DATA_DIR", raising=False)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --nbmake, every executable chapter of _toc.yml must be collected once."""
+    if not config.getoption("nbmake", default=False):
+        return
+    collected = sorted(Path(str(item.path)).stem for item in items
+                       if str(item.path).endswith(".ipynb"))
+    expected = sorted(Path(page).name for page in executable_chapters())
+    if collected != expected:
+        raise pytest.UsageError(
+            f"nbmake collected {collected}, but _toc.yml lists the chapters {expected}. "
+            "Export them first: python tests/book_layout.py DEST; pytest tests DEST --nbmake")

@@ -1,0 +1,186 @@
+"""The Fashion-MNIST loader: split, checksums, sources, and every bad-input path."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bnbook import data
+from bnbook.data import FILES, DataError, find_data_dir, load_fashion_mnist, read_idx, subset
+
+LABELS = FILES["train-labels-idx1-ubyte"]
+
+
+@pytest.fixture(scope="module")
+def real_dir() -> Path:
+    """The folder the loader finds on this machine (Debian's package in CI)."""
+    return find_data_dir(download=False)
+
+
+@pytest.fixture
+def copy_of_real(real_dir: Path, tmp_path: Path) -> Path:
+    """A private folder with the four real files, as .gz, safe to damage."""
+    for name in FILES:
+        source = real_dir / f"{name}.gz"
+        if source.is_file():
+            shutil.copyfile(source, tmp_path / f"{name}.gz")
+        else:
+            with gzip.open(tmp_path / f"{name}.gz", "wb") as out:
+                out.write((real_dir / name).read_bytes())
+    return tmp_path
+
+
+@pytest.fixture
+def nowhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No Debian package, an empty Keras cache, and no internet."""
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "no-debian")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no-keras"))
+    monkeypatch.setattr(data, "_download_to_keras_cache", lambda: None)
+
+
+def _decompressed(folder: Path, name: str) -> bytes:
+    return gzip.decompress((folder / f"{name}.gz").read_bytes())
+
+
+def test_split_shapes_types_and_ranges() -> None:
+    (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = load_fashion_mnist()
+    assert x_train.shape == (55_000, 28, 28) and y_train.shape == (55_000,)
+    assert x_valid.shape == (5_000, 28, 28) and y_valid.shape == (5_000,)
+    assert x_test.shape == (10_000, 28, 28) and y_test.shape == (10_000,)
+    for x in (x_train, x_valid, x_test):
+        assert x.dtype == np.float32
+        assert x.min() == 0.0 and x.max() == 1.0
+    for y in (y_train, y_valid, y_test):
+        assert set(np.unique(y)) == set(range(len(data.CLASS_NAMES)))
+
+
+def test_validation_is_the_first_5000_training_images(real_dir: Path) -> None:
+    (x_train, y_train), (x_valid, y_valid), _ = load_fashion_mnist()
+    raw_images = read_idx(data._candidate(real_dir, "train-images-idx3-ubyte"),
+                          FILES["train-images-idx3-ubyte"])
+    raw_labels = read_idx(data._candidate(real_dir, LABELS.name), LABELS)
+    np.testing.assert_array_equal(y_valid, raw_labels[:5_000])
+    np.testing.assert_array_equal(y_train, raw_labels[5_000:])
+    np.testing.assert_array_equal(x_valid, raw_images[:5_000] / np.float32(255))
+    np.testing.assert_array_equal(x_train[-1], raw_images[-1] / np.float32(255))
+
+
+def test_explicit_folder_and_environment_variable(copy_of_real: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    assert find_data_dir(copy_of_real) == copy_of_real
+    monkeypatch.setenv("BNBOOK_DATA_DIR", str(copy_of_real))
+    assert find_data_dir() == copy_of_real
+    (_, y_train), _, _ = load_fashion_mnist()
+    assert len(y_train) == 55_000
+
+
+def test_uncompressed_files_are_accepted(copy_of_real: Path) -> None:
+    for name in FILES:
+        gz = copy_of_real / f"{name}.gz"
+        (copy_of_real / name).write_bytes(gzip.decompress(gz.read_bytes()))
+        gz.unlink()
+    (_, y_train), _, (_, y_test) = load_fashion_mnist(copy_of_real)
+    assert len(y_train) == 55_000 and len(y_test) == 10_000
+
+
+def test_explicit_folder_without_files_is_an_error_not_a_fallback(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(b"")
+    with pytest.raises(DataError) as error:
+        load_fashion_mnist(tmp_path)
+    message = str(error.value)
+    assert str(tmp_path) in message and "train-images-idx3-ubyte" in message
+    assert "train-labels-idx1-ubyte," not in message  # present, so not listed as missing
+    monkeypatch.setenv("BNBOOK_DATA_DIR", str(tmp_path / "missing"))
+    with pytest.raises(DataError, match="given explicitly"):
+        load_fashion_mnist()
+
+
+@pytest.mark.usefixtures("nowhere")
+def test_missing_everywhere_lists_every_way_to_provide_the_data() -> None:
+    with pytest.raises(DataError) as error:
+        load_fashion_mnist()
+    message = str(error.value)
+    for way in ("dataset-fashion-mnist", "BNBOOK_DATA_DIR", "internet"):
+        assert way in message
+
+
+@pytest.mark.usefixtures("nowhere")
+def test_keras_cache_is_a_source(copy_of_real: Path, monkeypatch: pytest.MonkeyPatch,
+                                 tmp_path: Path) -> None:
+    cache = tmp_path / "no-keras" / "datasets" / "fashion-mnist"
+    shutil.copytree(copy_of_real, cache)
+    assert find_data_dir() == cache
+
+
+def test_truncated_gzip_names_the_file(copy_of_real: Path) -> None:
+    path = copy_of_real / f"{LABELS.name}.gz"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(DataError, match=LABELS.name):
+        load_fashion_mnist(copy_of_real)
+
+
+def test_truncated_idx_reports_expected_size(copy_of_real: Path) -> None:
+    raw = _decompressed(copy_of_real, LABELS.name)
+    with gzip.open(copy_of_real / f"{LABELS.name}.gz", "wb") as out:
+        out.write(raw[:-100])
+    with pytest.raises(DataError, match=f"expected {LABELS.size:,} bytes"):
+        load_fashion_mnist(copy_of_real)
+
+
+def test_flipped_byte_fails_the_checksum(copy_of_real: Path) -> None:
+    raw = bytearray(_decompressed(copy_of_real, LABELS.name))
+    raw[1000] = (raw[1000] + 1) % 10  # still a valid label: only the digest can tell
+    with gzip.open(copy_of_real / f"{LABELS.name}.gz", "wb") as out:
+        out.write(bytes(raw))
+    with pytest.raises(DataError, match="SHA-256") as error:
+        load_fashion_mnist(copy_of_real)
+    assert LABELS.name in str(error.value) and LABELS.sha256 in str(error.value)
+
+
+def test_wrong_magic_number(copy_of_real: Path) -> None:
+    raw = bytearray(_decompressed(copy_of_real, LABELS.name))
+    raw[3] = 0x03  # 2051, the images' magic, in a labels file
+    with gzip.open(copy_of_real / f"{LABELS.name}.gz", "wb") as out:
+        out.write(bytes(raw))
+    with pytest.raises(DataError, match="magic number 2051 where 2049"):
+        load_fashion_mnist(copy_of_real)
+
+
+def test_images_swapped_for_labels_are_refused(copy_of_real: Path) -> None:
+    shutil.copyfile(copy_of_real / "t10k-images-idx3-ubyte.gz",
+                    copy_of_real / "t10k-labels-idx1-ubyte.gz")
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte"):
+        load_fashion_mnist(copy_of_real)
+
+
+def test_array_cache_is_reused_and_repaired(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("BNBOOK_CACHE_DIR", str(tmp_path / "cache"))
+    first = load_fashion_mnist()
+    cached = sorted((tmp_path / "cache").glob("*.npy"))
+    assert len(cached) == len(FILES)
+    images = next(p for p in cached if p.name.startswith("t10k-images"))
+    images.write_bytes(images.read_bytes()[:1000])  # damage it
+    second = load_fashion_mnist()
+    for (xa, ya), (xb, yb) in zip(first, second):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert np.load(images).shape == (10_000, 28, 28)
+
+
+def test_subset_is_reproducible_and_checks_its_size() -> None:
+    x = np.arange(100, dtype=np.float32).reshape(100, 1)
+    y = np.arange(100)
+    xa, ya = subset(x, y, 10, seed=3)
+    xb, yb = subset(x, y, 10, seed=3)
+    np.testing.assert_array_equal(ya, yb)
+    np.testing.assert_array_equal(xa[:, 0], ya)  # images and labels stay paired
+    assert len(set(ya)) == 10
+    assert not np.array_equal(subset(x, y, 10, seed=4)[1], ya)
+    for bad in (0, 101):
+        with pytest.raises(ValueError):
+            subset(x, y, bad)

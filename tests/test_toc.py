@@ -1,0 +1,42 @@
+"""_toc.yml and book/ agree, and every chapter exports to a notebook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jupytext
+
+from book_layout import ROOT, executable_chapters, export_notebooks, source_of, toc_files
+
+
+def test_every_toc_entry_exists() -> None:
+    missing = [page for page in toc_files() if not source_of(page).is_file()]
+    assert not missing
+
+
+def test_every_page_in_book_is_in_the_toc() -> None:
+    listed = set(toc_files())
+    pages = {str(p.relative_to(ROOT).with_suffix("")) for p in (ROOT / "book").rglob("*.md")
+             if "_build" not in p.parts}
+    assert pages - listed == set()
+
+
+def test_no_page_is_listed_twice() -> None:
+    assert len(toc_files()) == len(set(toc_files()))
+
+
+def test_chapters_are_myst_notebooks_with_the_python3_kernel() -> None:
+    chapters = executable_chapters()
+    assert "book/replication" in chapters
+    for page in chapters:
+        notebook = jupytext.read(source_of(page))
+        assert notebook.metadata["kernelspec"]["name"] == "python3", page
+        assert any(cell.cell_type == "code" for cell in notebook.cells), page
+
+
+def test_export_writes_one_notebook_per_chapter(tmp_path: Path) -> None:
+    paths = export_notebooks(tmp_path)
+    assert sorted(p.stem for p in paths) == sorted(Path(c).name for c in executable_chapters())
+    for path in paths:
+        notebook = jupytext.read(path)
+        assert notebook.cells and notebook.metadata["kernelspec"]["name"] == "python3"
