@@ -42,13 +42,19 @@ book: setup
 	$(BIN)/jupyter-book build . --builder html -n -W --keep-going
 	@echo "The site is in $(abspath _build/html)/index.html"
 
-# nbmake collects only *.ipynb and skips paths containing _build: export the
-# chapters of _toc.yml to a temporary folder and run them there, beside the unit
-# and site tests, on both cores.
-test: book
+# Every chapter is executed once, by nbmake, in parallel with the unit tests.
+# nbmake collects only *.ipynb and skips paths containing _build, so the
+# chapters of _toc.yml are exported to a temporary folder; their executed
+# outputs then fill the build's cache, and the site is built from them
+# without executing anything twice. Last, the checks of the built site.
+test: setup
 	nbdir=$$(mktemp -d); trap 'rm -rf "$$nbdir"' EXIT; \
-	$(BIN)/python tests/book_layout.py "$$nbdir"; \
-	$(BIN)/python -m pytest tests "$$nbdir" --nbmake --nbmake-timeout=900 -n 2 --dist loadfile
+	$(BIN)/python tests/book_layout.py export "$$nbdir"; \
+	$(BIN)/python -m pytest tests "$$nbdir" --ignore=tests/test_site.py \
+	  --nbmake --overwrite --nbmake-timeout=900 -n 2 --dist loadfile; \
+	$(BIN)/python tests/book_layout.py cache "$$nbdir"
+	$(MAKE) --no-print-directory book
+	$(BIN)/python -m pytest tests/test_site.py
 
 clean:
 	rm -rf _build

@@ -40,3 +40,21 @@ def test_export_writes_one_notebook_per_chapter(tmp_path: Path) -> None:
     for path in paths:
         notebook = jupytext.read(path)
         assert notebook.cells and notebook.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_cache_hand_over_refuses_unexecuted_or_edited_notebooks(tmp_path: Path) -> None:
+    import nbformat
+    import pytest
+    from jupyter_cache.base import NbValidityError
+
+    from book_layout import cache_executed
+
+    export_notebooks(tmp_path)
+    with pytest.raises(NbValidityError):  # exported, never executed
+        cache_executed(tmp_path, cache_path=tmp_path / "cache")
+    path = tmp_path / f"{Path(executable_chapters()[0]).name}.ipynb"  # the first one checked
+    notebook = nbformat.read(path, as_version=4)
+    next(c for c in notebook.cells if c.cell_type == "code").source += "\nprint('edited')"
+    nbformat.write(notebook, path)
+    with pytest.raises(ValueError, match="does not match"):
+        cache_executed(tmp_path, cache_path=tmp_path / "cache")
