@@ -11,34 +11,47 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONWARNINGS := ignore::DeprecationWarning:jupyter_client.connect
 
-.PHONY: book test setup data unit clean help
+.PHONY: book test bench notebooks setup data fresh-cache clean help
 
 help:
-	@echo "make book   build the site into _build/html"
-	@echo "make test   build the site and run all tests"
+	@echo "make book       build the site into _build/html"
+	@echo "make test       execute every chapter under nbmake, build the site, run all tests"
+	@echo "make bench      time every chapter cold, with its peak memory (book/_static/benchmark.csv)"
+	@echo "make notebooks  regenerate the .ipynb beside each chapter (for Colab and Binder)"
 	@echo "make clean  remove the build (keeps .venv)"
 
 setup: $(STAMP) data
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@# TensorFlow writes C++ start-up notices straight to file descriptor 2;
 	@# keep them in the kernel's log instead of every notebook's first output.
 	mkdir -p $(VENV)/etc/ipython
 	echo "c.IPKernelApp.capture_fd_output = False" > $(VENV)/etc/ipython/ipython_kernel_config.py
 	touch $(STAMP)
 
-# Fashion-MNIST: Debian's package when we are root and apt is there; otherwise
-# the loader's other sources (BNBOOK_DATA_DIR, the Keras cache, a download).
+# Debian packages, installed when we are root and apt is there: Fashion-MNIST
+# (otherwise the loader's other sources: BNBOOK_DATA_DIR, the Keras cache, a
+# download) and, for the browser test of the built site, Chromium.
+APT_PACKAGES := $(if $(wildcard /usr/share/datasets/fashion-mnist),,dataset-fashion-mnist) \
+                $(if $(wildcard /usr/bin/chromium),,chromium)
 data: $(STAMP)
-	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; fi
+	@if [ -n "$(strip $(APT_PACKAGES))" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); fi
 	$(BIN)/python -m bnbook.data
 
-book: setup
+# Jupyter Book re-executes a chapter only when its code cells change. A change
+# of the pinned dependencies or of bnbook must re-execute everything as well.
+DEPS_HASH = $(shell cat requirements.txt code/bnbook/*.py | sha256sum | cut -c1-16)
+fresh-cache:
+	@mkdir -p _build
+	@if [ "$$(cat _build/.deps-hash 2>/dev/null)" != "$(DEPS_HASH)" ]; then \
+	  rm -rf _build/.jupyter_cache; echo "$(DEPS_HASH)" > _build/.deps-hash; \
+	  echo "requirements.txt or bnbook changed: execution cache cleared"; fi
+
+book: setup fresh-cache
 	$(BIN)/jupyter-book build . --builder html -n -W --keep-going
 	@echo "The site is in $(abspath _build/html)/index.html"
 
@@ -47,7 +60,7 @@ book: setup
 # chapters of _toc.yml are exported to a temporary folder; their executed
 # outputs then fill the build's cache, and the site is built from them
 # without executing anything twice. Last, the checks of the built site.
-test: setup
+test: setup fresh-cache
 	nbdir=$$(mktemp -d); trap 'rm -rf "$$nbdir"' EXIT; \
 	$(BIN)/python tests/book_layout.py export "$$nbdir"; \
 	$(BIN)/python -m pytest tests "$$nbdir" --ignore=tests/test_site.py \
@@ -55,6 +68,14 @@ test: setup
 	$(BIN)/python tests/book_layout.py cache "$$nbdir"
 	$(MAKE) --no-print-directory book
 	$(BIN)/python -m pytest tests/test_site.py
+
+bench: setup
+	$(BIN)/python tests/bench.py
+
+# Colab opens only .ipynb: every chapter has a plain (unexecuted) copy beside it,
+# generated from the .md and checked to be in sync by tests/test_toc.py.
+notebooks: setup
+	$(BIN)/python tests/book_layout.py export book
 
 clean:
 	rm -rf _build

@@ -54,6 +54,7 @@ def test_split_shapes_types_and_ranges() -> None:
     for x in (x_train, x_valid, x_test):
         assert x.dtype == np.float32
         assert x.min() == 0.0 and x.max() == 1.0
+        assert not x.flags.writeable  # shared, memory-mapped: never changed in place
     for y in (y_train, y_valid, y_test):
         assert set(np.unique(y)) == set(range(len(data.CLASS_NAMES)))
 
@@ -160,7 +161,7 @@ def test_images_swapped_for_labels_are_refused(copy_of_real: Path) -> None:
 
 def test_array_cache_is_reused_and_repaired(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BNBOOK_CACHE_DIR", str(tmp_path / "cache"))
-    first = load_fashion_mnist()
+    first = [tuple(np.array(a) for a in split) for split in load_fashion_mnist()]  # unmapped copies
     cached = sorted((tmp_path / "cache").glob("*.npy"))
     assert len(cached) == len(FILES)
     images = next(p for p in cached if p.name.startswith("t10k-images"))

@@ -58,3 +58,31 @@ def test_cache_hand_over_refuses_unexecuted_or_edited_notebooks(tmp_path: Path) 
     nbformat.write(notebook, path)
     with pytest.raises(ValueError, match="does not match"):
         cache_executed(tmp_path, cache_path=tmp_path / "cache")
+
+
+def test_every_chapter_has_an_ipynb_beside_it_in_sync_with_the_md(tmp_path: Path) -> None:
+    """Colab opens only .ipynb; the copy must say what the .md says (``make notebooks``)."""
+    for fresh in export_notebooks(tmp_path):
+        paired = ROOT / "book" / fresh.name
+        assert paired.is_file(), f"{paired} is missing: run `make notebooks`"
+        expected, actual = jupytext.read(fresh), jupytext.read(paired)
+        assert [(c.cell_type, c.source, c.metadata.get("tags")) for c in actual.cells] == \
+               [(c.cell_type, c.source, c.metadata.get("tags")) for c in expected.cells], \
+            f"{paired} is out of date: run `make notebooks`"
+
+
+def test_every_chapter_first_installs_bnbook_where_it_is_missing() -> None:
+    for page in executable_chapters():
+        first = next(c for c in jupytext.read(source_of(page)).cells if c.cell_type == "code")
+        assert "import bnbook" in first.source and "%pip install" in first.source, page
+        assert "remove-cell" in first.metadata.get("tags", []), page
+
+
+def test_no_backtick_fence_has_a_backtick_in_its_info_string() -> None:
+    """CommonMark: such a line is not a fence, so the directive and the cells after it
+    silently become paragraph text. Use a colon fence (:::) for titles with roles."""
+    for page in toc_files():
+        for number, line in enumerate(source_of(page).read_text().splitlines(), 1):
+            stripped = line.lstrip()
+            if stripped.startswith("```"):
+                assert "`" not in stripped.lstrip("`"), f"{page}.md:{number}: {line}"

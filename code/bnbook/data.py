@@ -224,17 +224,31 @@ def _load_array(folder: Path, spec: IdxFile) -> np.ndarray:
     cached = _npy_cache_dir() / f"{spec.name}-{spec.sha256[:16]}.npy"
     stamp = cached.with_suffix(".source")
     if cached.is_file() and stamp.is_file() and stamp.read_text() == _source_stamp(path):
-        try:
-            array = np.load(cached, allow_pickle=False)
-            if array.shape == spec.shape:
-                return array
-        except (OSError, ValueError):
-            pass  # a damaged cache is rebuilt from the verified source below
+        array = _map_cache(cached, spec)
+        if array is not None:
+            return array
     array = read_idx(path, spec)
     if len(spec.shape) == 3:
         array = array.astype(np.float32) / np.float32(255.0)
     _write_cache(cached, array, _source_stamp(path))
+    mapped = _map_cache(cached, spec)
+    if mapped is not None:
+        return mapped
+    array.setflags(write=False)
     return array
+
+
+def _map_cache(cached: Path, spec: IdxFile) -> np.ndarray | None:
+    """The cached array, memory-mapped read-only; ``None`` if missing or damaged.
+
+    Mapping instead of reading keeps a chapter that uses a subset from paying
+    for all 60,000 images, and lets worker processes share the same pages.
+    """
+    try:
+        array = np.load(cached, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return array if array.shape == spec.shape else None
 
 
 def _write_cache(path: Path, array: np.ndarray, stamp: str) -> None:
@@ -258,8 +272,10 @@ def load_fashion_mnist(data_dir: str | os.PathLike[str] | None = None
 
     Validation is the first 5,000 official training images, train the other
     55,000, test the official 10,000. Images: float32 in [0, 1], shape
-    ``(n, 28, 28)``. Labels: uint8 in 0..9. Raises ``DataError`` with
-    instructions when the data is missing or does not match its checksums.
+    ``(n, 28, 28)``. Labels: uint8 in 0..9. The arrays are read-only (mapped
+    from the cache): copy one before changing it in place. Raises
+    ``DataError`` with instructions when the data is missing or does not
+    match its checksums.
     """
     folder = find_data_dir(data_dir)
     x_full = _load_array(folder, FILES["train-images-idx3-ubyte"])
