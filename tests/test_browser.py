@@ -78,7 +78,7 @@ def test_page_renders(browser: Browser, site_url: str, page_name: str) -> None:
     try:
         source = (ROOT / f"{page_name}.md").read_text()
         if "$$" in source or "$" in source.replace("$$", ""):
-            page.wait_for_selector("mjx-container", timeout=20_000)
+            page.wait_for_selector("mjx-container", state="attached", timeout=20_000)
         text = page.evaluate(ARTICLE_TEXT_JS)
         assert "\\[" not in text and "\\(" not in text and "$$" not in text, "raw LaTeX on the page"
         broken = page.evaluate("""() => Array.from(document.images)

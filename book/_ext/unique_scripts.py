@@ -1,8 +1,10 @@
 """Sphinx extension: drop repeated ``<script>`` entries from every page.
 
-sphinx-thebe registers its inline configuration script once per reading
-phase; in a Jupyter Book build that happens twice, and the second copy of
-``const THEBE_JS_URL = ...`` is a JavaScript error in the browser console.
+sphinx-thebe and sphinx-togglebutton register their inline scripts twice in a
+Jupyter Book build, once with filename None and once with "", so Sphinx keeps both; the
+second ``const THEBE_JS_URL = ...`` is a JavaScript error in the browser
+console. Two scripts with the same source and attributes are the same script,
+whatever their priority: the first is kept.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ def _unique(scripts: list[Any]) -> list[Any]:
     seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
     kept = []
     for script in scripts:
-        key = (str(script), tuple(sorted((k, str(v)) for k, v in
-                                         getattr(script, "attributes", {}).items())))
+        key = (str(getattr(script, "filename", script) or ""),  # None and "" alike: inline
+               tuple(sorted((k, str(v)) for k, v in getattr(script, "attributes", {}).items())))
         if key not in seen:
             seen.add(key)
             kept.append(script)
