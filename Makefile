@@ -60,14 +60,15 @@ book: setup fresh-cache
 # chapters of _toc.yml are exported to a temporary folder; their executed
 # outputs then fill the build's cache, and the site is built from them
 # without executing anything twice. Last, the checks of the built site.
+SITE_TESTS := tests/test_site.py tests/test_browser.py tests/test_download.py
 test: setup fresh-cache
 	nbdir=$$(mktemp -d); trap 'rm -rf "$$nbdir"' EXIT; \
 	$(BIN)/python tests/book_layout.py export "$$nbdir"; \
-	$(BIN)/python -m pytest tests "$$nbdir" --ignore=tests/test_site.py \
+	$(BIN)/python -m pytest tests "$$nbdir" $(SITE_TESTS:%=--ignore=%) \
 	  --nbmake --overwrite --nbmake-timeout=900 -n 2 --dist loadfile; \
 	$(BIN)/python tests/book_layout.py cache "$$nbdir"
 	$(MAKE) --no-print-directory book
-	$(BIN)/python -m pytest tests/test_site.py
+	$(BIN)/python -m pytest $(SITE_TESTS) -n 2 --dist loadfile
 
 bench: setup
 	$(BIN)/python tests/bench.py

@@ -10,9 +10,12 @@ from book_layout import executable_chapters
 
 
 @pytest.fixture(autouse=True)
-def _private_array_cache(tmp_path_factory: pytest.TempPathFactory,
+def _private_array_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the loader's .npy cache out of the user's home during tests."""
+    """Unit tests keep the loader's .npy cache out of the user's home; chapters run as a
+    reader's would, with the user's cache."""
+    if Path(str(request.node.path)).suffix == ".ipynb":
+        return
     monkeypatch.setenv("BNBOOK_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "npy-cache"))
     monkeypatch.delenv("BNBOOK_DATA_DIR", raising=False)
 
