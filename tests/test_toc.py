@@ -86,3 +86,24 @@ def test_no_backtick_fence_has_a_backtick_in_its_info_string() -> None:
             stripped = line.lstrip()
             if stripped.startswith("```"):
                 assert "`" not in stripped.lstrip("`"), f"{page}.md:{number}: {line}"
+
+
+def test_the_claims_ledger_shows_every_verdict_of_the_book() -> None:
+    """A chapter that glues a verdict puts it in the ledger; the ledger cites only glued keys
+    (a key glued with an f-string, ``glue(f"x_{name}")``, stands for every ``x_...``)."""
+    import re
+
+    ledger = (ROOT / "book" / "claims.md").read_text()
+    cited = set(re.findall(r"\{glue:text\}`(\w+)\.md::(\w+):", ledger))
+    patterns: dict[str, list[str]] = {}
+    for page in executable_chapters():
+        for is_f, key in re.findall(r'glue\((f?)"([\w{}\[\]\'.]+)"', source_of(page).read_text()):
+            pattern = re.sub(r"\\\{.*?\\\}", r"\\w+", re.escape(key)) if is_f else re.escape(key)
+            patterns.setdefault(Path(page).name, []).append(pattern)
+    unknown = {(page, key) for page, key in cited
+               if not any(re.fullmatch(p, key) for p in patterns.get(page, []))}
+    assert unknown == set(), "book/claims.md cites keys no chapter glues"
+    verdicts = {(page, p) for page, ps in patterns.items() for p in ps if p.endswith("verdict")}
+    missing = {(page, p) for page, p in verdicts
+               if not any(c_page == page and re.fullmatch(p, key) for c_page, key in cited)}
+    assert missing == set(), "verdicts missing from book/claims.md"

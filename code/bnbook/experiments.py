@@ -1,0 +1,535 @@
+"""Run a claim's experiment: sweeps over model variants, step-level records, timing.
+
+The chapters that test what batch normalization is claimed to do train many
+small variants of one model and compare them. This module holds the parts
+those chapters share, so that none writes its own loop twice:
+
+* :func:`run_sweep` trains a list of :class:`Variant` objects, each from the
+  same seed, and returns a *tidy table*: one ``dict`` per variant with its
+  settings and its measured results (accuracy and loss in inference mode on
+  the training, validation and test data, time, divergence).
+* :class:`StepRecorder` is a Keras callback that evaluates probes every
+  ``every`` optimizer steps (validation accuracy, percentiles of a hidden
+  unit, ...) and keeps the training time spent so far, without the probe time.
+* :func:`evaluate` measures loss and accuracy in **inference mode** (BN uses
+  its moving statistics), without compiling anything, and survives a diverged
+  model whose weights are NaN.
+* :func:`layer_input` returns what one layer of a ``Sequential`` model sees,
+  e.g. the input to a hidden layer's nonlinearity.
+* :func:`gaussian_kernels` redraws a model's kernels at a chosen scale, and
+  :func:`kernel_gradient_norms` measures the gradient reaching each layer.
+* :func:`time_per_step` and :func:`interleaved_step_times` time training
+  steps, the latter fairly between models on a busy machine.
+* :func:`steps_to_reach`, :func:`column` and :func:`rows_where` are small
+  helpers for reading results.
+
+Everything here is plain NumPy and Keras; tables are lists of dicts, so no
+data-frame library is needed.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+from bnbook.training import compile_sgd, set_seed
+
+__all__ = [
+    "Probe",
+    "StepRecorder",
+    "Variant",
+    "column",
+    "evaluate",
+    "gaussian_kernels",
+    "interleaved_step_times",
+    "kernel_gradient_norms",
+    "layer_input",
+    "predict_proba",
+    "rows_where",
+    "run_sweep",
+    "steps_to_reach",
+    "time_per_step",
+]
+
+#: A probe maps the model being trained to a number or an array.
+Probe = Callable[[keras.Model], Any]
+
+Split = tuple[np.ndarray, np.ndarray]
+
+
+# --------------------------------------------------------------------------- evaluation
+def predict_proba(model: keras.Model, x: np.ndarray, *, batch_size: int = 2048) -> np.ndarray:
+    """The model's outputs on ``x`` in inference mode, as a float32 NumPy array.
+
+    Calls the model eagerly in chunks of ``batch_size`` instead of
+    ``model.predict``: nothing is traced or compiled, which matters in sweeps
+    that train dozens of short-lived models.
+    """
+    chunks = [np.asarray(model(x[i:i + batch_size], training=False))
+              for i in range(0, len(x), batch_size)]
+    return np.concatenate(chunks, axis=0)
+
+
+def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, *,
+             batch_size: int = 2048) -> tuple[float, float]:
+    """``(loss, accuracy)`` of a softmax classifier in inference mode.
+
+    The loss is the mean sparse categorical cross-entropy. A model whose
+    outputs are not finite (a diverged run) gets ``loss = nan`` and the
+    accuracy of its arg-max, which for all-NaN outputs is the share of class 0.
+    """
+    probs = predict_proba(model, x, batch_size=batch_size)
+    picked = probs[np.arange(len(y)), np.asarray(y, dtype=np.int64)]
+    if not np.all(np.isfinite(probs)):
+        loss = math.nan
+    else:
+        loss = float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
+    acc = float(np.mean(np.argmax(probs, axis=-1) == y))
+    return loss, acc
+
+
+def layer_input(model: keras.Sequential, index: int, x: np.ndarray, *,
+                training: bool = False) -> np.ndarray:
+    """What ``model.layers[index]`` receives when ``model`` is applied to ``x``.
+
+    Runs the layers before ``index`` eagerly, in inference mode, or with
+    ``training=True`` in training mode: BN then normalizes with the statistics
+    of ``x`` itself, as it would if ``x`` were a training batch. Training mode
+    leaves no trace: the moving statistics (all non-trainable weights) are
+    restored afterwards. For an MLP built as Dense -> BN -> Activation, the
+    input of an ``Activation`` layer is the pre-activation the nonlinearity
+    sees -- the quantity Ioffe & Szegedy (2015, Fig. 1) plot.
+    """
+    layers = model.layers
+    if not -len(layers) <= index < len(layers):
+        raise IndexError(f"model has {len(layers)} layers; index {index} is out of range")
+    saved = [w.numpy() for w in model.non_trainable_weights] if training else []
+    h = x
+    for layer in layers[: index % len(layers)]:
+        h = layer(h, training=training)
+    for weight, value in zip(model.non_trainable_weights, saved):
+        weight.assign(value)
+    return np.asarray(h)
+
+
+# --------------------------------------------------------------------------- recording
+class StepRecorder(keras.callbacks.Callback):
+    """Evaluate ``probes`` every ``every`` optimizer steps (and before step 1).
+
+    ``records`` maps names to lists, one entry per evaluation:
+
+    * ``"step"``: optimizer steps taken so far;
+    * ``"seconds"``: training wall time so far, *excluding* the time spent in
+      the probes, so curves can be drawn against steps or against seconds;
+    * ``"batch_loss"``, ``"batch_accuracy"`` (for each name in ``log_metrics``,
+      prefixed with ``batch_``): the mean of that training metric over the
+      mini-batches since the previous record, as the optimizer saw them
+      (batch statistics, weights changing); ``nan`` at step 0;
+    * one entry per probe.
+
+    Keras calls batch-level callbacks once per ``steps_per_execution`` steps,
+    so the recorder reads the step count from ``optimizer.iterations`` and
+    evaluates whenever it has passed the next multiple of ``every``. Compile
+    with ``steps_per_execution`` dividing ``every`` to record exactly on the
+    multiples. Keras logs a running mean over the epoch; the recorder turns it
+    back into means over the steps between two records.
+
+    Set ``stop_on_nan`` to end training as soon as the training loss is not
+    finite: a diverged run cannot come back, and going on only costs time.
+    """
+
+    def __init__(self, probes: Mapping[str, Probe], every: int, *,
+                 log_metrics: Sequence[str] = ("loss", "accuracy"),
+                 stop_on_nan: bool = False) -> None:
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"every must be a positive number of steps, got {every}")
+        self.probes = dict(probes)
+        self.every = int(every)
+        self.log_metrics = tuple(log_metrics)
+        self.stop_on_nan = stop_on_nan
+        self.records: dict[str, list[Any]] = {"step": [], "seconds": []}
+        self.records.update({f"batch_{m}": [] for m in self.log_metrics})
+        self.records.update({name: [] for name in self.probes})
+        self.diverged = False
+        self._next = 0
+        self._train_seconds = 0.0
+        self._since = 0.0
+        self._epoch_steps = 0                      # steps logged so far in this epoch
+        self._epoch_means: dict[str, float] = {}   # Keras' running means at that point
+        self._sums = dict.fromkeys(self.log_metrics, 0.0)
+        self._count = 0
+
+    def _step(self) -> int:
+        return int(self.model.optimizer.iterations.numpy())
+
+    def _record(self, step: int) -> None:
+        self.records["step"].append(step)
+        self.records["seconds"].append(self._train_seconds)
+        for metric in self.log_metrics:
+            mean = self._sums[metric] / self._count if self._count else math.nan
+            self.records[f"batch_{metric}"].append(mean)
+        self._sums = dict.fromkeys(self.log_metrics, 0.0)
+        self._count = 0
+        for name, probe in self.probes.items():
+            self.records[name].append(probe(self.model))
+
+    def _accumulate(self, batch: int, logs: Mapping[str, Any]) -> None:
+        """Add the steps since the last call to the sums, from Keras' running means."""
+        steps = batch + 1
+        new = steps - self._epoch_steps
+        if new <= 0:
+            return
+        for metric in self.log_metrics:
+            if metric in logs:
+                mean = float(logs[metric])
+                total = mean * steps - self._epoch_means.get(metric, 0.0) * self._epoch_steps
+                self._sums[metric] += total
+                self._epoch_means[metric] = mean
+        self._count += new
+        self._epoch_steps = steps
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._since = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_steps = 0
+        self._epoch_means = {}
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if not self.records["step"]:
+            self._record(self._step())          # the untrained model
+            self._next = self._step() + self.every
+            self._since = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        now = time.perf_counter()
+        self._train_seconds += now - self._since
+        logs = logs or {}
+        self._accumulate(batch, logs)
+        loss = logs.get("loss")
+        if self.stop_on_nan and loss is not None and not np.isfinite(float(loss)):
+            self.diverged = True
+            self.model.stop_training = True
+        step = self._step()
+        if step >= self._next or self.model.stop_training:
+            self._record(step)
+            while self._next <= step:
+                self._next += self.every
+        self._since = time.perf_counter()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._count:                          # steps after the last multiple of every
+            self._record(self._step())
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The records as NumPy arrays (probe values stacked along axis 0)."""
+        return {name: np.asarray(values) for name, values in self.records.items()}
+
+
+class _NanStop(keras.callbacks.Callback):
+    """End training when the loss stops being finite, and remember that it did
+    (Keras' ``TerminateOnNaN`` stops too, but does not report it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.diverged = False
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.diverged = True
+            self.model.stop_training = True
+
+
+# --------------------------------------------------------------------------- sweeps
+@dataclass
+class Variant:
+    """One model to train in a sweep.
+
+    ``build`` returns a fresh, uncompiled model; it is called after seeding,
+    so the same seed gives the same initial weights. ``settings`` are copied
+    into the variant's row of the table (e.g. ``{"norm": "batch", "lr": 0.1}``).
+    With ``record_every > 0`` a :class:`StepRecorder` records the mini-batch
+    loss and accuracy and evaluates ``probes`` every ``record_every`` steps;
+    its records land in the row under ``"curve"``. Choose ``record_every`` as a
+    multiple of 64 or a divisor of it: the model is compiled with
+    ``steps_per_execution = gcd(64, record_every)``, and few steps per
+    execution make training slower.
+
+    Variants with the same ``arch`` (any hashable name for "this architecture")
+    share one compiled model: :func:`run_sweep` builds and compiles it once,
+    and before each of them restores the initial weights (or lets
+    ``initialize(model)`` set them), resets the optimizer and assigns the
+    learning rate. Results are the same as building afresh from the same
+    seed, but Keras traces the training step once instead of once per
+    variant, which in a sweep of small models saves most of the time.
+
+    ``seed``, when given, replaces the sweep's seed for this variant (initial
+    weights and batch order), so one sweep can repeat a model over seeds and
+    still share its compiled training step.
+
+    ``steps`` trains for exactly that many optimizer steps (make it a multiple
+    of 64 for speed: steps per execution must divide it), in one Keras epoch
+    over the training data repeated (reshuffled on each pass), instead of
+    ``epochs`` passes. Use it for many short epochs, such as full-batch
+    training (``batch_size`` = the number of examples), where Keras' fixed
+    cost per epoch would dominate.
+    """
+
+    label: str
+    build: Callable[[], keras.Model]
+    learning_rate: float
+    epochs: int = 1
+    batch_size: int = 32
+    settings: dict[str, Any] = field(default_factory=dict)
+    probes: Mapping[str, Probe] = field(default_factory=dict)
+    record_every: int = 0
+    momentum: float = 0.0
+    arch: Any = None
+    initialize: Callable[[keras.Model], None] | None = None
+    steps: int | None = None
+    seed: int | None = None
+
+
+def run_sweep(variants: Iterable[Variant], train: Split, *,
+              valid: Split | None = None, test: Split | None = None,
+              seed: int = 0, stop_on_nan: bool = True, shuffle: bool = True,
+              evaluate_train: bool = True, keep_models: bool = False,
+              verbose: bool = True) -> list[dict[str, Any]]:
+    """Train each variant from ``seed`` with SGD and return one row per variant.
+
+    Each row holds ``label``, the variant's ``settings``, ``seed``, ``learning_rate``,
+    ``epochs``, ``batch_size``, ``steps`` (optimizer steps actually taken),
+    ``seconds`` (wall time of ``fit``), ``diverged`` (the training loss stopped
+    being finite), and ``{split}_loss`` / ``{split}_accuracy`` measured in
+    inference mode by :func:`evaluate` for ``train`` (unless
+    ``evaluate_train=False``, which saves time in large sweeps) and, when
+    given, ``valid`` and ``test``. With probes, ``curve`` holds the recorder's arrays;
+    with ``keep_models``, ``model`` holds the trained model (do not combine
+    with a shared ``arch``: later variants retrain that model).
+
+    Training accuracy is measured again after training, in inference mode, and
+    not read from Keras' history (an average over the epoch, computed with
+    batch statistics while the weights were still changing).
+    """
+    rows: list[dict[str, Any]] = []
+    shared: dict[Any, tuple[keras.Model, dict[int, list[np.ndarray]]]] = {}
+    for variant in variants:
+        variant_seed = seed if variant.seed is None else variant.seed
+        steps_per_execution = 64
+        if variant.record_every:
+            steps_per_execution = math.gcd(steps_per_execution, variant.record_every)
+        if variant.steps:  # Keras would run a whole execution past steps_per_epoch
+            steps_per_execution = math.gcd(steps_per_execution, variant.steps)
+        key = (None if variant.arch is None
+               else (variant.arch, variant.momentum, steps_per_execution))
+        if key is not None and key in shared:
+            model, initial_weights = shared[key]
+            if variant_seed not in initial_weights:   # draw this seed's weights, uncompiled
+                set_seed(variant_seed)
+                initial_weights[variant_seed] = variant.build().get_weights()
+            model.set_weights(initial_weights[variant_seed])
+            _reset_optimizer(model.optimizer, variant.learning_rate)
+        else:
+            keras.backend.clear_session()
+            set_seed(variant_seed)
+            model = variant.build()
+            compile_sgd(model, variant.learning_rate, momentum=variant.momentum,
+                        steps_per_execution=steps_per_execution)
+            if key is not None:
+                shared[key] = (model, {variant_seed: model.get_weights()})
+        if variant.initialize is not None:
+            variant.initialize(model)
+        set_seed(variant_seed)  # the same shuffling order for every variant of a seed
+        recorder = (StepRecorder(variant.probes, variant.record_every, stop_on_nan=stop_on_nan)
+                    if variant.record_every else None)
+        nan_stop = _NanStop()
+        callbacks: list[keras.callbacks.Callback] = [recorder] if recorder else []
+        if stop_on_nan and recorder is None:
+            callbacks.append(nan_stop)
+        start = time.perf_counter()
+        if variant.steps:
+            model.fit(_repeated(train, variant.batch_size, shuffle=shuffle, seed=variant_seed),
+                      steps_per_epoch=variant.steps, epochs=1, shuffle=False,
+                      callbacks=callbacks, verbose=0)
+            epochs = variant.steps * variant.batch_size / len(train[0])
+        else:
+            model.fit(*train, epochs=variant.epochs, batch_size=variant.batch_size,
+                      shuffle=shuffle, callbacks=callbacks, verbose=0)
+            epochs = variant.epochs
+        seconds = time.perf_counter() - start
+        row: dict[str, Any] = {"label": variant.label, **variant.settings, "seed": variant_seed,
+                               "learning_rate": variant.learning_rate,
+                               "epochs": epochs, "batch_size": variant.batch_size,
+                               "steps": int(model.optimizer.iterations.numpy()),
+                               "seconds": seconds}
+        losses = []
+        for split, data in (("train", train if evaluate_train else None),
+                            ("valid", valid), ("test", test)):
+            if data is not None:
+                row[f"{split}_loss"], row[f"{split}_accuracy"] = evaluate(model, *data)
+                losses.append(row[f"{split}_loss"])
+        row["diverged"] = bool(nan_stop.diverged or (recorder is not None and recorder.diverged)
+                               or not all(math.isfinite(loss) for loss in losses))
+        if recorder is not None:
+            row["curve"] = recorder.arrays()
+        if keep_models:
+            row["model"] = model
+        rows.append(row)
+        if verbose:
+            shown = "  ".join(f"{k} {row[k]:.3f}" for k in
+                              ("train_accuracy", "valid_accuracy", "test_accuracy") if k in row)
+            status = "  diverged" if row["diverged"] else ""
+            print(f"{variant.label:<28} {shown}  ({seconds:.1f} s){status}")
+    del shared, model
+    keras.backend.clear_session()
+    gc.collect()   # the traced functions of many short-lived models add up
+    return rows
+
+
+def _repeated(data: Split, batch_size: int, *, shuffle: bool, seed: int) -> Any:
+    """An endless ``tf.data`` pipeline of batches: full batches, or reshuffled passes."""
+    import tensorflow as tf  # the book's backend; tf.data feeds Keras without copies per epoch
+
+    x, y = data
+    if batch_size >= len(x):
+        return tf.data.Dataset.from_tensors((x, y)).repeat()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return dataset.repeat().batch(batch_size, drop_remainder=True)
+
+
+def _reset_optimizer(optimizer: keras.optimizers.Optimizer, learning_rate: float) -> None:
+    """Zero the step counter and every slot (momentum), then set the learning rate."""
+    for variable in optimizer.variables:
+        if variable is not optimizer.learning_rate:
+            variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+    optimizer.learning_rate.assign(learning_rate)
+
+
+def column(rows: Sequence[Mapping[str, Any]], key: str, **where: Any) -> np.ndarray:
+    """The values of ``key`` in the rows that match every ``where`` setting, in order."""
+    return np.asarray([row[key] for row in rows_where(rows, **where)])
+
+
+def rows_where(rows: Sequence[Mapping[str, Any]], **where: Any) -> list[Mapping[str, Any]]:
+    """The rows whose settings equal every keyword given (``rows_where(t, norm="batch")``)."""
+    return [row for row in rows if all(row.get(k) == v for k, v in where.items())]
+
+
+# --------------------------------------------------------------------------- reading results
+def steps_to_reach(steps: Sequence[float], values: Sequence[float], target: float) -> float:
+    """The first ``steps[i]`` at which ``values[i] >= target``; ``inf`` if never.
+
+    Works for any monotone x axis: pass recorded seconds instead of steps to
+    get the time to reach the target.
+    """
+    for step, value in zip(steps, values):
+        if np.isfinite(value) and value >= target:
+            return float(step)
+    return math.inf
+
+
+def time_per_step(model: keras.Model, x: np.ndarray, y: np.ndarray, *,
+                  batch_size: int = 32, steps: int = 256, repeats: int = 3) -> float:
+    """Median wall seconds per optimizer step of a compiled ``model``, warm.
+
+    Runs one untimed warm-up (tracing, first allocations), then ``repeats``
+    timed ``fit`` calls of ``steps`` steps each on the first
+    ``steps * batch_size`` examples, and returns the median seconds per step.
+    The model trains during the measurement: time a copy, or measure last.
+    """
+    n = min(len(x), steps * batch_size)
+    x, y = x[:n], y[:n]
+    steps = math.ceil(n / batch_size)
+    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+        times.append((time.perf_counter() - start) / steps)
+    return float(np.median(times))
+
+
+def interleaved_step_times(models: Mapping[str, keras.Model], x: np.ndarray, y: np.ndarray, *,
+                           batch_size: int = 32, steps: int = 64,
+                           repeats: int = 7) -> dict[str, float]:
+    """Seconds per optimizer step of each compiled model, comparable with each other.
+
+    After one untimed warm-up run per model, times ``repeats`` rounds in which
+    every model in turn trains ``steps`` steps on the first
+    ``steps * batch_size`` examples, and returns for each model the
+    **minimum** over rounds. Interleaving exposes every model to the same
+    background load, and the minimum discards the rounds that other
+    processes slowed down, so the *ratio* of two models' times is much more
+    stable than with separate medians. The models train while timed.
+    """
+    n = min(len(x), steps * batch_size)
+    x, y = x[:n], y[:n]
+    steps = math.ceil(n / batch_size)
+    for model in models.values():
+        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+    best = dict.fromkeys(models, math.inf)
+    for _ in range(repeats):
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+            best[name] = min(best[name], (time.perf_counter() - start) / steps)
+    return best
+
+
+def gaussian_kernels(stddev: float, seed: int = 0) -> Callable[[keras.Model], None]:
+    """An ``initialize`` hook for :class:`Variant`: every Dense kernel from N(0, stddev^2).
+
+    The returned function draws each ``Dense`` layer's kernel, in layer order,
+    from a NumPy generator seeded with ``seed`` and leaves every other weight
+    (biases, BN parameters) as it is. Use it to sweep the weight scale while
+    sharing one compiled model between variants.
+
+    (Building the layers with ``keras.initializers.RandomNormal(stddev=s)``
+    instead has a trap: in Keras 3 an initializer that is unseeded or seeded
+    with an integer draws the *same* values on every call, so one instance
+    shared by equally shaped layers starts them identical.)
+    """
+    if not stddev > 0:
+        raise ValueError(f"stddev must be positive, got {stddev}")
+
+    def initialize(model: keras.Model) -> None:
+        rng = np.random.default_rng(seed)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.Dense):
+                shape = tuple(layer.kernel.shape)
+                layer.kernel.assign(rng.normal(0.0, stddev, shape).astype("float32"))
+
+    return initialize
+
+
+def kernel_gradient_norms(model: keras.Model, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The L2 norm of the loss gradient for each Dense kernel, in layer order.
+
+    The loss is the mean sparse categorical cross-entropy of ``model`` on
+    ``(x, y)`` in training mode, as in one optimizer step (BN uses the
+    statistics of ``x``). The moving statistics are restored afterwards, so
+    the model is left as it was. Small norms in the first layers of a deep
+    network are the vanishing-gradient problem, measured.
+    """
+    import tensorflow as tf  # the book's backend; GradientTape is the plainest way
+
+    saved = [w.numpy() for w in model.non_trainable_weights]
+    kernels = [layer.kernel for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    with tf.GradientTape() as tape:
+        probs = model(x, training=True)
+        loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, probs))
+    grads = tape.gradient(loss, kernels)
+    for weight, value in zip(model.non_trainable_weights, saved):
+        weight.assign(value)
+    return np.array([float(np.linalg.norm(np.asarray(g))) for g in grads])
