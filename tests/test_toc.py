@@ -107,3 +107,16 @@ def test_the_claims_ledger_shows_every_verdict_of_the_book() -> None:
     missing = {(page, p) for page, p in verdicts
                if not any(c_page == page and re.fullmatch(p, key) for c_page, key in cited)}
     assert missing == set(), "verdicts missing from book/claims.md"
+
+
+def test_every_chapter_has_at_least_three_exercises_with_solutions() -> None:
+    import re
+
+    for page in executable_chapters():
+        if page == "book/status":
+            continue
+        text = source_of(page).read_text()
+        exercises = re.findall(r"\{exercise\}\n:label: ([\w-]+)", text)
+        solved = set(re.findall(r"\{solution(?:-start)?\} ([\w-]+)", text))
+        assert len(exercises) >= 3, page
+        assert set(exercises) <= solved, f"{page}: exercises without a solution"
