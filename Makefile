@@ -51,7 +51,10 @@ fresh-cache:
 	  rm -rf _build/.jupyter_cache; echo "$(DEPS_HASH)" > _build/.deps-hash; \
 	  echo "requirements.txt or bnbook changed: execution cache cleared"; fi
 
+# Jupyter Book executes chapters one at a time; book_layout.py execute first runs
+# those the cache lacks two at a time (one per core) and caches their outputs.
 book: setup fresh-cache
+	$(BIN)/python tests/book_layout.py execute
 	$(BIN)/jupyter-book build . --builder html -n -W --keep-going
 	@echo "The site is in $(abspath _build/html)/index.html"
 

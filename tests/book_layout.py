@@ -1,5 +1,14 @@
-"""The book's chapters as _toc.yml lists them, their export to notebooks, and
-the hand-over of executed notebooks to the build's execution cache.
+"""The book's chapters as _toc.yml lists them, their export to notebooks, their
+execution two at a time, and the hand-over of executed notebooks to the
+build's execution cache.
+
+Jupyter Book executes the chapters one after the other; most of them keep
+one core busy. ``make book`` therefore executes the chapters whose code has
+no cached result first, two at a time, and hands them to the cache, so that
+the build itself finds every chapter executed:
+
+    python tests/book_layout.py execute      # stale chapters, 2 at a time, into the cache
+    jupyter-book build .                      # every chapter is a cache hit
 
 ``make test`` executes every chapter once, under nbmake, then builds the site
 from those results instead of executing every chapter a second time:
@@ -17,12 +26,17 @@ computes it, so a chapter whose code changed since is executed by the build.
 
 from __future__ import annotations
 
+import csv
+import os
 import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
-from datetime import datetime
-
 import jupytext
+import nbclient
 import nbformat
 import yaml
 from jupyter_cache import get_cache
@@ -30,6 +44,8 @@ from jupyter_cache.base import CacheBundleIn
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "_build" / ".jupyter_cache"
+BENCHMARK = ROOT / "book" / "_static" / "benchmark.csv"
+CELL_TIMEOUT_S = 300  # as execute.timeout in _config.yml
 
 
 def _walk(entries: list[dict]) -> list[str]:
@@ -86,8 +102,10 @@ def _runtime(notebook: nbformat.NotebookNode) -> float | None:
     return (end - start).total_seconds()
 
 
-def cache_executed(folder: Path, cache_path: Path = CACHE) -> list[str]:
-    """Store the executed ``folder/<stem>.ipynb`` of every chapter in the build's cache.
+def cache_executed(folder: Path, cache_path: Path = CACHE,
+                   only: set[str] | None = None) -> list[str]:
+    """Store the executed ``folder/<stem>.ipynb`` of every chapter (or those named in
+    ``only``) in the build's cache.
 
     Outputs are merged into the chapter as read from its ``.md`` source, so the
     cache key is the one the build computes. A notebook whose code cells do not
@@ -96,6 +114,8 @@ def cache_executed(folder: Path, cache_path: Path = CACHE) -> list[str]:
     cache = get_cache(str(cache_path))
     stored = []
     for page in executable_chapters():
+        if only is not None and Path(page).name not in only:
+            continue
         source = source_of(page)
         notebook = jupytext.read(source)
         executed = nbformat.read(folder / f"{Path(page).name}.ipynb", as_version=4)
@@ -113,9 +133,78 @@ def cache_executed(folder: Path, cache_path: Path = CACHE) -> list[str]:
     return stored
 
 
+def stale_chapters(cache_path: Path = CACHE) -> list[str]:
+    """The executable chapters whose current code has no executed notebook in the cache."""
+    cache = get_cache(str(cache_path))
+    stale = []
+    for page in executable_chapters():
+        try:
+            cache.match_cache_notebook(jupytext.read(source_of(page)))
+        except KeyError:
+            stale.append(page)
+    return stale
+
+
+def execute_notebook(path: Path) -> float:
+    """Execute ``path`` in a fresh kernel and write the outputs back; return the seconds.
+
+    A cell that raises fails the whole run, as ``raise_on_error`` fails the build.
+    """
+    notebook = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                            record_timing=True,
+                            resources={"metadata": {"path": str(path.parent)}}).execute()
+    nbformat.write(notebook, path)
+    return time.perf_counter() - start
+
+
+def longest_first(paths: list[Path]) -> list[Path]:
+    """``paths`` ordered by the time ``make bench`` last measured, longest first (unknown first),
+    so that the longest chapter does not start last and leave one core idle."""
+    measured: dict[str, float] = {}
+    if BENCHMARK.is_file():
+        with BENCHMARK.open() as handle:
+            for row in csv.reader(handle):
+                try:
+                    measured[row[0]] = float(row[1])
+                except (IndexError, ValueError):
+                    continue
+    return sorted(paths, key=lambda p: -measured.get(p.stem, float("inf")))
+
+
+def execute_all(paths: list[Path], workers: int = 2) -> dict[str, float]:
+    """Execute the notebooks ``workers`` at a time, longest first; return seconds per stem."""
+    paths = longest_first(paths)
+    workers = min(workers, len(paths)) or 1
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        seconds = dict(zip([p.stem for p in paths], pool.map(execute_notebook, paths)))
+    return seconds
+
+
+def execute_stale(workers: int = 2, cache_path: Path = CACHE) -> dict[str, float]:
+    """Execute the chapters the cache lacks, ``workers`` at a time, and cache their outputs."""
+    stale = {Path(page).name for page in stale_chapters(cache_path)}
+    if not stale:
+        return {}
+    with tempfile.TemporaryDirectory() as folder:
+        paths = [p for p in export_notebooks(Path(folder)) if p.stem in stale]
+        seconds = execute_all(paths, workers)
+        cache_executed(Path(folder), cache_path, only=stale)
+    return seconds
+
+
 def main(argv: list[str]) -> None:
+    if argv[1:2] == ["execute"] and len(argv) == 2:
+        start = time.perf_counter()
+        seconds = execute_stale(int(os.environ.get("BNBOOK_CHAPTER_WORKERS", "2")))
+        for stem, s in seconds.items():
+            print(f"executed {stem:28s} {s:6.1f} s")
+        print(f"{len(seconds)} chapters executed in {time.perf_counter() - start:.0f} s"
+              if seconds else "every chapter is in the execution cache")
+        return
     if len(argv) != 3 or argv[1] not in ("export", "cache"):
-        sys.exit(f"usage: {argv[0]} export|cache FOLDER")
+        sys.exit(f"usage: {argv[0]} execute | export FOLDER | cache FOLDER")
     folder = Path(argv[2])
     if argv[1] == "export":
         for path in export_notebooks(folder):

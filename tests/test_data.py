@@ -70,6 +70,28 @@ def test_validation_is_the_first_5000_training_images(real_dir: Path) -> None:
     np.testing.assert_array_equal(x_train[-1], raw_images[-1] / np.float32(255))
 
 
+def test_unscaled_images_are_the_file_bytes_and_scale_to_the_float_images() -> None:
+    scaled = load_fashion_mnist()
+    raw = load_fashion_mnist(scaled=False)
+    for (x, y), (pixels, labels) in zip(scaled, raw):
+        assert pixels.dtype == np.uint8 and pixels.shape == x.shape and pixels.max() == 255
+        np.testing.assert_array_equal(data.scale_pixels(pixels), x)
+        np.testing.assert_array_equal(labels, y)
+
+
+def test_a_cached_array_of_the_wrong_dtype_is_rebuilt(monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    monkeypatch.setenv("BNBOOK_CACHE_DIR", str(tmp_path / "cache"))
+    _, _, (x_test, _) = load_fashion_mnist()
+    floats = next((tmp_path / "cache").glob("t10k-images*-float32.npy"))
+    raw = floats.with_name(floats.name.replace("float32", "uint8"))
+    raw.write_bytes(floats.read_bytes())  # float32 contents under the uint8 name
+    raw.with_suffix(".source").write_text(floats.with_suffix(".source").read_text())
+    _, _, (pixels, _) = load_fashion_mnist(scaled=False)
+    assert pixels.dtype == np.uint8
+    np.testing.assert_array_equal(data.scale_pixels(pixels), x_test)
+
+
 def test_explicit_folder_and_environment_variable(copy_of_real: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     assert find_data_dir(copy_of_real) == copy_of_real
@@ -163,7 +185,7 @@ def test_array_cache_is_reused_and_repaired(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.setenv("BNBOOK_CACHE_DIR", str(tmp_path / "cache"))
     first = [tuple(np.array(a) for a in split) for split in load_fashion_mnist()]  # unmapped copies
     cached = sorted((tmp_path / "cache").glob("*.npy"))
-    assert len(cached) == len(FILES)
+    assert len(cached) == len(FILES)  # float32 images, uint8 labels
     images = next(p for p in cached if p.name.startswith("t10k-images"))
     images.write_bytes(images.read_bytes()[:1000])  # damage it
     second = load_fashion_mnist()

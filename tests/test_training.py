@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from bnbook.parallel import TrainJob, default_workers, run_jobs
-from bnbook.training import accuracy, compile_sgd, fit, set_seed
+from bnbook.data import load_fashion_mnist, scale_pixels
+from bnbook.training import accuracy, compile_sgd, fit, image_batches, set_seed
 
 
 def tiny_data(n: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -64,11 +65,30 @@ def test_accuracy_uses_inference_mode() -> None:
     assert not np.allclose(probs, train_probs)
 
 
+def test_image_batches_train_exactly_like_fit_on_the_scaled_arrays() -> None:
+    pixels = np.random.default_rng(1).integers(0, 256, (1000, 28, 28), dtype=np.uint8)
+    labels = (pixels[:, :14].mean(axis=(1, 2)) > pixels[:, 14:].mean(axis=(1, 2))).astype(np.uint8)
+
+    def weights_after(batches: bool) -> list[np.ndarray]:
+        set_seed(3)
+        model = compile_sgd(tiny_model(), 0.1)
+        if batches:
+            fit(model, image_batches(pixels, labels, batch_size=32, shuffle=True),
+                epochs=2, verbose=False)
+        else:
+            fit(model, scale_pixels(pixels), labels, epochs=2, batch_size=32, verbose=False)
+        return model.get_weights()
+
+    for a, b in zip(weights_after(True), weights_after(False), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_default_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BNBOOK_WORKERS", "3")
-    assert default_workers() == 3
+    monkeypatch.setenv("BNBOOK_WORKERS", "5")
+    assert default_workers() == 5
     monkeypatch.delenv("BNBOOK_WORKERS")
-    assert 1 <= default_workers() <= 2
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert default_workers() == 3
 
 
 def test_parallel_runs_are_deterministic_and_keep_their_order() -> None:
@@ -82,3 +102,14 @@ def test_parallel_runs_are_deterministic_and_keep_their_order() -> None:
     assert outcomes[0].test_accuracy == outcomes[2].test_accuracy
     assert outcomes[0].history != outcomes[1].history
     assert 0.0 <= outcomes[0].test_accuracy <= 1.0
+
+
+def test_a_job_gives_the_numbers_of_a_plain_fit_on_the_float_arrays() -> None:
+    arch = tiny_model().to_json()
+    [outcome] = run_jobs([TrainJob("job", arch, seed=7, learning_rate=0.05, epochs=1)], workers=1)
+    (x_train, y_train), valid, (x_test, y_test) = load_fashion_mnist()
+    set_seed(7)
+    model = compile_sgd(keras.models.model_from_json(arch), 0.05)
+    plain = fit(model, x_train, y_train, epochs=1, validation_data=valid, verbose=False)
+    assert outcome.history == plain.history
+    assert outcome.test_accuracy == model.evaluate(x_test, y_test, batch_size=1024, verbose=0)[1]

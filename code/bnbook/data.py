@@ -10,7 +10,10 @@ not) and returns the split of the book's seed notebook::
 * test       = the official 10,000 test images.
 
 Images are ``float32`` in ``[0, 1]`` with shape ``(n, 28, 28)``; labels are
-``uint8`` class indices ``0..9`` (names in ``CLASS_NAMES``).
+``uint8`` class indices ``0..9`` (names in ``CLASS_NAMES``). With
+``scaled=False`` the images are the files' own ``uint8`` grey levels ``0..255``,
+a quarter of the memory (``bnbook.training.image_batches`` scales them one
+batch at a time, to the same float32 values).
 
 Where the files come from, in this order:
 
@@ -48,6 +51,7 @@ __all__ = [
     "find_data_dir",
     "load_fashion_mnist",
     "read_idx",
+    "scale_pixels",
     "subset",
 ]
 
@@ -212,43 +216,50 @@ def _source_stamp(path: Path) -> str:
     return f"{path.resolve()}\n{stat.st_size}\n{stat.st_mtime_ns}\n"
 
 
-def _load_array(folder: Path, spec: IdxFile) -> np.ndarray:
+def scale_pixels(pixels: np.ndarray) -> np.ndarray:
+    """Grey levels 0..255 (uint8) to float32 in [0, 1]: ``pixels / 255`` in float32."""
+    return pixels.astype(np.float32) / np.float32(255.0)
+
+
+def _load_array(folder: Path, spec: IdxFile, scaled: bool) -> np.ndarray:
     """The decoded file, from the ``.npy`` cache when it was made from this very file.
 
-    The cache (float32 images, uint8 labels) is named by the file's digest and
-    stamped with the source's path, size and modification time, so a source
-    that changed since, damaged or not, is read and verified again.
+    The cache (uint8 as in the file, or float32 images scaled to [0, 1]) is
+    named by the file's digest and dtype and stamped with the source's path,
+    size and modification time, so a source that changed since, damaged or
+    not, is read and verified again.
     """
     path = _candidate(folder, spec.name)
     assert path is not None  # find_data_dir checked it
-    cached = _npy_cache_dir() / f"{spec.name}-{spec.sha256[:16]}.npy"
+    dtype = np.dtype(np.float32 if scaled and len(spec.shape) == 3 else np.uint8)
+    cached = _npy_cache_dir() / f"{spec.name}-{spec.sha256[:16]}-{dtype.name}.npy"
     stamp = cached.with_suffix(".source")
     if cached.is_file() and stamp.is_file() and stamp.read_text() == _source_stamp(path):
-        array = _map_cache(cached, spec)
+        array = _map_cache(cached, spec, dtype)
         if array is not None:
             return array
     array = read_idx(path, spec)
-    if len(spec.shape) == 3:
-        array = array.astype(np.float32) / np.float32(255.0)
+    if dtype == np.float32:
+        array = scale_pixels(array)
     _write_cache(cached, array, _source_stamp(path))
-    mapped = _map_cache(cached, spec)
+    mapped = _map_cache(cached, spec, dtype)
     if mapped is not None:
         return mapped
     array.setflags(write=False)
     return array
 
 
-def _map_cache(cached: Path, spec: IdxFile) -> np.ndarray | None:
+def _map_cache(cached: Path, spec: IdxFile, dtype: np.dtype) -> np.ndarray | None:
     """The cached array, memory-mapped read-only; ``None`` if missing or damaged.
 
     Mapping instead of reading keeps a chapter that uses a subset from paying
-    for all 60,000 images, and lets worker processes share the same pages.
+    for all 60,000 images, and lets processes share the same pages.
     """
     try:
         array = np.load(cached, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError):
         return None
-    return array if array.shape == spec.shape else None
+    return array if array.shape == spec.shape and array.dtype == dtype else None
 
 
 def _write_cache(path: Path, array: np.ndarray, stamp: str) -> None:
@@ -266,22 +277,23 @@ def _write_cache(path: Path, array: np.ndarray, stamp: str) -> None:
 Split = tuple[np.ndarray, np.ndarray]
 
 
-def load_fashion_mnist(data_dir: str | os.PathLike[str] | None = None
-                       ) -> tuple[Split, Split, Split]:
+def load_fashion_mnist(data_dir: str | os.PathLike[str] | None = None, *,
+                       scaled: bool = True) -> tuple[Split, Split, Split]:
     """Return ``(x_train, y_train), (x_valid, y_valid), (x_test, y_test)``.
 
     Validation is the first 5,000 official training images, train the other
     55,000, test the official 10,000. Images: float32 in [0, 1], shape
-    ``(n, 28, 28)``. Labels: uint8 in 0..9. The arrays are read-only (mapped
-    from the cache): copy one before changing it in place. Raises
-    ``DataError`` with instructions when the data is missing or does not
-    match its checksums.
+    ``(n, 28, 28)``; with ``scaled=False``, the uint8 grey levels 0..255 of
+    the files (``scale_pixels`` turns them into the float32 images). Labels:
+    uint8 in 0..9. The arrays are read-only (mapped from the cache): copy one
+    before changing it in place. Raises ``DataError`` with instructions when
+    the data is missing or does not match its checksums.
     """
     folder = find_data_dir(data_dir)
-    x_full = _load_array(folder, FILES["train-images-idx3-ubyte"])
-    y_full = _load_array(folder, FILES["train-labels-idx1-ubyte"])
-    x_test = _load_array(folder, FILES["t10k-images-idx3-ubyte"])
-    y_test = _load_array(folder, FILES["t10k-labels-idx1-ubyte"])
+    x_full = _load_array(folder, FILES["train-images-idx3-ubyte"], scaled)
+    y_full = _load_array(folder, FILES["train-labels-idx1-ubyte"], scaled)
+    x_test = _load_array(folder, FILES["t10k-images-idx3-ubyte"], scaled)
+    y_test = _load_array(folder, FILES["t10k-labels-idx1-ubyte"], scaled)
     return ((x_full[N_VALID:], y_full[N_VALID:]),
             (x_full[:N_VALID], y_full[:N_VALID]),
             (x_test, y_test))

@@ -1,22 +1,38 @@
-"""Train several independent models at once, one per CPU core.
+"""Train several independent models at once, one per CPU core, in one kernel.
 
-A small MLP at batch size 32 keeps only one core busy: each step is too short
-for TensorFlow to spread over two. Two worker processes, each pinned to one
-thread, therefore train two models in the time of one. A job carries the
-model as its Keras JSON config, so the architecture is written once, in the
-chapter, and rebuilt in the worker from the job's seed.
+A small MLP at batch size 32 keeps only about one core busy: each step is too
+short for TensorFlow to spread over two. Two threads of the same process,
+each training its own model, therefore train two models in little more than
+the time of one. TensorFlow runs a compiled training step without holding
+Python's global interpreter lock, so the threads really run side by side,
+and they share one copy of TensorFlow and of the data: a second process
+would cost another 500 MB for its own TensorFlow alone.
 
-Set ``BNBOOK_WORKERS`` to choose the number of worker processes (default:
-the number of cores, at most 2).
+A job carries the model as its Keras JSON config, so the architecture is
+written once, in the chapter, and rebuilt from the job's seed. Seeding,
+building the model and drawing the shuffled batches happen under one lock,
+so a run gives the same numbers whichever thread takes it, and the same
+numbers as ``model.fit`` on the float32 arrays in a plain loop.
+
+Set ``BNBOOK_WORKERS`` to choose the number of threads (default: one more
+than the number of cores, so that no core idles while a thread waits for
+its next batches or for Python; on 2 cores, 3 threads measured about 10 %
+faster than 2).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-import multiprocessing
+
+import keras
+import tensorflow as tf
+
+from bnbook.data import load_fashion_mnist
+from bnbook.training import compile_sgd, fit, image_batches, set_seed
 
 __all__ = ["TrainJob", "TrainOutcome", "default_workers", "run_jobs"]
 
@@ -26,7 +42,7 @@ class TrainJob:
     """Train the model described by ``model_json`` with SGD on the seed's split.
 
     ``model_json`` is ``model.to_json()``: the architecture without weights;
-    the worker builds fresh weights after seeding with ``seed``.
+    the job builds fresh weights after seeding with ``seed``.
     """
 
     label: str
@@ -39,7 +55,7 @@ class TrainJob:
 
 @dataclass(frozen=True)
 class TrainOutcome:
-    """What a worker measured: per-epoch history and times, and test accuracy."""
+    """What a job measured: per-epoch history and times, and test accuracy."""
 
     job: TrainJob
     history: dict[str, list[float]]
@@ -49,52 +65,49 @@ class TrainOutcome:
 
 
 def default_workers() -> int:
-    """``BNBOOK_WORKERS`` if set, else the number of cores, at most 2."""
+    """``BNBOOK_WORKERS`` if set, else one more than the number of cores."""
     env = os.environ.get("BNBOOK_WORKERS")
     if env:
         return max(1, int(env))
-    return max(1, min(2, os.cpu_count() or 1))
+    return (os.cpu_count() or 1) + 1
 
 
-def _init_worker() -> None:
-    """Pin the worker to one thread before TensorFlow starts its thread pools."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+class _Trainer:
+    """Runs jobs on the uint8 images, converted to tensors once for all jobs."""
 
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    def __init__(self) -> None:
+        splits = load_fashion_mnist(scaled=False)
+        (self.train, self.valid, self.test) = [
+            (tf.convert_to_tensor(x), tf.convert_to_tensor(y)) for x, y in splits]
+        self.setup = threading.Lock()
 
-
-def _run_job(job: TrainJob) -> TrainOutcome:
-    import keras
-
-    from bnbook.data import load_fashion_mnist
-    from bnbook.training import compile_sgd, fit, set_seed
-
-    (x_train, y_train), valid, (x_test, y_test) = load_fashion_mnist()
-    keras.backend.clear_session()
-    set_seed(job.seed)
-    model = keras.models.model_from_json(job.model_json)
-    compile_sgd(model, job.learning_rate)
-    result = fit(model, x_train, y_train, epochs=job.epochs, batch_size=job.batch_size,
-                 validation_data=valid, verbose=False)
-    test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=1024, verbose=0)
-    return TrainOutcome(job, result.history, result.seconds_per_epoch,
-                        float(test_accuracy), float(test_loss))
+    def run(self, job: TrainJob) -> TrainOutcome:
+        with self.setup:  # the seed is global: seed, build and shuffle as one step
+            set_seed(job.seed)
+            model = keras.models.model_from_json(job.model_json)
+            compile_sgd(model, job.learning_rate)
+            train = image_batches(*self.train, batch_size=job.batch_size, shuffle=True)
+            valid = image_batches(*self.valid, batch_size=job.batch_size)
+        result = fit(model, train, epochs=job.epochs, validation_data=valid, verbose=False)
+        test_loss, test_accuracy = model.evaluate(
+            image_batches(*self.test, batch_size=1024), verbose=0)
+        return TrainOutcome(job, result.history, result.seconds_per_epoch,
+                            float(test_accuracy), float(test_loss))
 
 
 def run_jobs(jobs: list[TrainJob], workers: int | None = None) -> list[TrainOutcome]:
-    """Run ``jobs`` in worker processes; return outcomes in the order of ``jobs``.
+    """Run ``jobs`` side by side in ``workers`` threads; return outcomes in the order of ``jobs``.
 
-    Prints one line per finished job, so a live reader sees progress.
+    Threads take the jobs in the order given: list the longest first so that
+    both cores stay busy to the end. Prints one line per finished job, so a
+    live reader sees progress.
     """
     workers = workers or default_workers()
+    trainer = _Trainer()
     start = time.perf_counter()
     outcomes: dict[int, TrainOutcome] = {}
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                             initializer=_init_worker) as pool:
-        futures = {pool.submit(_run_job, job): i for i, job in enumerate(jobs)}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(trainer.run, job): i for i, job in enumerate(jobs)}
         for future in as_completed(futures):
             outcome = future.result()
             outcomes[futures[future]] = outcome
