@@ -85,9 +85,24 @@ def export_notebooks(dest: Path) -> list[Path]:
     paths = []
     for page in executable_chapters():
         target = dest / f"{Path(page).name}.ipynb"
-        jupytext.write(jupytext.read(source_of(page)), target)
+        notebook = jupytext.read(source_of(page))
+        if not _same_cells(target, notebook):  # rewriting would only churn the random cell ids
+            jupytext.write(notebook, target)
         paths.append(target)
     return paths
+
+
+def _same_cells(path: Path, notebook: nbformat.NotebookNode) -> bool:
+    """Whether the notebook at ``path`` has exactly these cells (type, source, metadata)."""
+    if not path.is_file():
+        return False
+    existing = nbformat.read(path, as_version=4)
+
+    def key(nb: nbformat.NotebookNode) -> list[tuple]:
+        return [(c.cell_type, c.source, dict(c.metadata)) for c in nb.cells]
+
+    return key(existing) == key(notebook) and existing.metadata.get("kernelspec") == \
+        notebook.metadata.get("kernelspec")
 
 
 def _runtime(notebook: nbformat.NotebookNode) -> float | None:

@@ -99,6 +99,23 @@ def test_layer_input_inference_and_training() -> None:
     np.testing.assert_allclose(training.mean(0), model.get_layer("bn").beta.numpy(), atol=1e-4)
 
 
+def test_layer_input_one_batch_eager_equals_the_compiled_batches() -> None:
+    model, x = _bn_model(), _x(20)
+    last = model.layers[-1]
+    before = [v.numpy().copy() for v in model.non_trainable_variables]
+    eager = probes.layer_input(model, last, x, training=True, batch_size=len(x))  # one batch
+    compiled = probes.predict_training_mode(keras.Model(model.inputs, last.input), x,
+                                            batch_size=len(x))
+    np.testing.assert_allclose(eager, compiled, rtol=1e-5, atol=1e-6)
+    halves = probes.layer_input(model, last, x, training=True, batch_size=10)  # two batches
+    beta = model.get_layer("bn").beta.numpy()
+    for half in (halves[:10], halves[10:]):
+        np.testing.assert_allclose(half.mean(0), beta, atol=1e-4)  # each by its own statistics
+    assert not np.allclose(halves, eager)
+    for variable, value in zip(model.non_trainable_variables, before, strict=True):
+        np.testing.assert_array_equal(variable.numpy(), value)  # no trace left
+
+
 def test_recompute_bn_statistics_sets_population_statistics() -> None:
     model, x = _bn_model(), _x(64)
     bn = model.get_layer("bn")
@@ -165,12 +182,30 @@ def test_smoothness_on_a_quadratic_matches_the_hessian() -> None:
         np.testing.assert_array_equal(variable.numpy(), value)
 
 
-def test_warm_median_time_counts_calls_and_takes_the_median() -> None:
+def test_warm_times_counts_calls_and_keeps_the_median_or_the_fastest(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(probes.time, "perf_counter", lambda: clock[0])
     calls = []
-    seconds = probes.warm_median_time(lambda: calls.append(1), repeats=5, warmup=3)
-    assert len(calls) == 8 and 0 <= seconds < 0.1
+
+    def scripted(durations: list[float]):
+        durations = iter(durations)
+
+        def fn() -> None:  # each call "takes" the next duration on the fake clock
+            calls.append(1)
+            clock[0] += next(durations)
+        return fn
+
+    median = probes.warm_times({"f": scripted([9, 9, 9, 3, 1, 2, 5, 4])}, repeats=5, warmup=3)
+    assert len(calls) == 8 and median == {"f": 3}  # the warm-up calls are not timed
+    fastest = probes.warm_times({"f": scripted([9, 3, 1, 2])}, repeats=3, warmup=1, keep="fastest")
+    assert fastest == {"f": 1}
+    order = []
+    probes.warm_times({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+                      repeats=2, warmup=0)
+    assert order == ["a", "b", "a", "b"]  # interleaved
     with pytest.raises(ValueError):
-        probes.warm_median_time(lambda: None, repeats=0)
+        probes.warm_times({"f": lambda: None}, repeats=0)
 
 
 def test_compiled_train_steps_equal_fit_on_the_same_batch() -> None:
@@ -191,13 +226,6 @@ def test_compiled_train_steps_equal_fit_on_the_same_batch() -> None:
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError):
         probes.compiled_train_steps(softmax, x, y, steps=0)
-
-
-def test_warm_median_times_interleaves() -> None:
-    order = []
-    medians = probes.warm_median_times({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
-                                       repeats=3, warmup=1)
-    assert order == ["a", "b"] * 4 and set(medians) == {"a", "b"}
 
 
 def test_activation_floats_per_layer() -> None:

@@ -14,12 +14,10 @@ those chapters share, so that none writes its own loop twice:
 * :func:`evaluate` measures loss and accuracy in **inference mode** (BN uses
   its moving statistics), without compiling anything, and survives a diverged
   model whose weights are NaN.
-* :func:`layer_input` returns what one layer of a ``Sequential`` model sees,
-  e.g. the input to a hidden layer's nonlinearity.
 * :func:`gaussian_kernels` redraws a model's kernels at a chosen scale, and
   :func:`kernel_gradient_norms` measures the gradient reaching each layer.
-* :func:`time_per_step` and :func:`interleaved_step_times` time training
-  steps, the latter fairly between models on a busy machine.
+* :func:`interleaved_step_times` times training steps, fairly between
+  models on a busy machine.
 * :func:`steps_to_reach`, :func:`column` and :func:`rows_where` are small
   helpers for reading results.
 
@@ -39,6 +37,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from bnbook.probes import warm_times
 from bnbook.training import compile_sgd, set_seed
 
 __all__ = [
@@ -50,12 +49,10 @@ __all__ = [
     "gaussian_kernels",
     "interleaved_step_times",
     "kernel_gradient_norms",
-    "layer_input",
     "predict_proba",
     "rows_where",
     "run_sweep",
     "steps_to_reach",
-    "time_per_step",
 ]
 
 #: A probe maps the model being trained to a number or an array.
@@ -93,30 +90,6 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, *,
         loss = float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
     acc = float(np.mean(np.argmax(probs, axis=-1) == y))
     return loss, acc
-
-
-def layer_input(model: keras.Sequential, index: int, x: np.ndarray, *,
-                training: bool = False) -> np.ndarray:
-    """What ``model.layers[index]`` receives when ``model`` is applied to ``x``.
-
-    Runs the layers before ``index`` eagerly, in inference mode, or with
-    ``training=True`` in training mode: BN then normalizes with the statistics
-    of ``x`` itself, as it would if ``x`` were a training batch. Training mode
-    leaves no trace: the moving statistics (all non-trainable weights) are
-    restored afterwards. For an MLP built as Dense -> BN -> Activation, the
-    input of an ``Activation`` layer is the pre-activation the nonlinearity
-    sees -- the quantity Ioffe & Szegedy (2015, Fig. 1) plot.
-    """
-    layers = model.layers
-    if not -len(layers) <= index < len(layers):
-        raise IndexError(f"model has {len(layers)} layers; index {index} is out of range")
-    saved = [w.numpy() for w in model.non_trainable_weights] if training else []
-    h = x
-    for layer in layers[: index % len(layers)]:
-        h = layer(h, training=training)
-    for weight, value in zip(model.non_trainable_weights, saved):
-        weight.assign(value)
-    return np.asarray(h)
 
 
 # --------------------------------------------------------------------------- recording
@@ -439,52 +412,26 @@ def steps_to_reach(steps: Sequence[float], values: Sequence[float], target: floa
     return math.inf
 
 
-def time_per_step(model: keras.Model, x: np.ndarray, y: np.ndarray, *,
-                  batch_size: int = 32, steps: int = 256, repeats: int = 3) -> float:
-    """Median wall seconds per optimizer step of a compiled ``model``, warm.
-
-    Runs one untimed warm-up (tracing, first allocations), then ``repeats``
-    timed ``fit`` calls of ``steps`` steps each on the first
-    ``steps * batch_size`` examples, and returns the median seconds per step.
-    The model trains during the measurement: time a copy, or measure last.
-    """
-    n = min(len(x), steps * batch_size)
-    x, y = x[:n], y[:n]
-    steps = math.ceil(n / batch_size)
-    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
-        times.append((time.perf_counter() - start) / steps)
-    return float(np.median(times))
-
-
 def interleaved_step_times(models: Mapping[str, keras.Model], x: np.ndarray, y: np.ndarray, *,
                            batch_size: int = 32, steps: int = 64,
                            repeats: int = 7) -> dict[str, float]:
     """Seconds per optimizer step of each compiled model, comparable with each other.
 
-    After one untimed warm-up run per model, times ``repeats`` rounds in which
-    every model in turn trains ``steps`` steps on the first
-    ``steps * batch_size`` examples, and returns for each model the
-    **minimum** over rounds. Interleaving exposes every model to the same
-    background load, and the minimum discards the rounds that other
-    processes slowed down, so the *ratio* of two models' times is much more
-    stable than with separate medians. The models train while timed.
+    Each timed call is one ``fit`` of ``steps`` steps on the first
+    ``steps * batch_size`` examples; :func:`bnbook.probes.warm_times` warms
+    every model up once, then interleaves ``repeats`` rounds and keeps each
+    model's **fastest** round, so the *ratio* of two models' times is stable
+    on a busy machine. The models train while timed: time a copy, or measure
+    last.
     """
     n = min(len(x), steps * batch_size)
     x, y = x[:n], y[:n]
     steps = math.ceil(n / batch_size)
-    for model in models.values():
-        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
-    best = dict.fromkeys(models, math.inf)
-    for _ in range(repeats):
-        for name, model in models.items():
-            start = time.perf_counter()
-            model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
-            best[name] = min(best[name], (time.perf_counter() - start) / steps)
-    return best
+    runs = {name: (lambda m=model: m.fit(x, y, batch_size=batch_size, epochs=1,
+                                         verbose=0, shuffle=False))
+            for name, model in models.items()}
+    seconds = warm_times(runs, repeats=repeats, warmup=1, keep="fastest")
+    return {name: s / steps for name, s in seconds.items()}
 
 
 def gaussian_kernels(stddev: float, seed: int = 0) -> Callable[[keras.Model], None]:

@@ -13,9 +13,8 @@ trained network in ways that ``fit``/``evaluate`` do not:
 * probe the **smoothness of the loss along the gradient** (loss range, gradient
   change and effective beta-smoothness, as in Santurkar et al.)
   (:func:`smoothness_along_gradient`);
-* time a call **warm**, as the median of repeats (:func:`warm_median_time`, and
-  :func:`warm_median_times` to compare several, interleaved), time compiled
-  training steps (:func:`compiled_train_steps`), and
+* time calls **warm** and fairly between several, interleaved
+  (:func:`warm_times`), time compiled training steps (:func:`compiled_train_steps`), and
   count the floats a forward pass produces per example (:func:`activation_floats`).
 
 The read-only probes (training-mode predictions, layer inputs, smoothness) leave
@@ -31,8 +30,9 @@ from __future__ import annotations
 import statistics
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import keras
 import numpy as np
@@ -49,8 +49,7 @@ __all__ = [
     "predict_training_mode",
     "recompute_bn_statistics",
     "smoothness_along_gradient",
-    "warm_median_time",
-    "warm_median_times",
+    "warm_times",
 ]
 
 
@@ -162,18 +161,31 @@ def accuracy_training_mode(model: keras.Model, x: np.ndarray, y: np.ndarray, *,
     return float(np.mean(np.argmax(probs, axis=-1) == y))
 
 
-def layer_input(model: keras.Model, layer: keras.layers.Layer, x: np.ndarray, *,
+def layer_input(model: keras.Model, layer: keras.layers.Layer | int, x: np.ndarray, *,
                 training: bool = False, batch_size: int = 1024) -> np.ndarray:
-    """What ``layer`` receives when ``model`` is applied to ``x``.
+    """What ``layer`` (a layer of ``model``, or its index in ``model.layers``) receives
+    when ``model`` is applied to ``x``.
 
     ``training=False`` runs the layers before it in inference mode (BN uses its
     moving statistics, Dropout is off); ``training=True`` runs them as during
-    training (batch statistics of batches of ``batch_size``, Dropout on), with
-    the model's state restored afterwards. The model must have a defined input
-    (built from ``keras.Input``), so that ``layer.input`` exists.
+    training (each batch of ``batch_size`` normalized by its own statistics,
+    Dropout on), with the model's state restored afterwards. An ``x`` of at
+    most ``batch_size`` examples is one batch, run eagerly: nothing is
+    compiled, so it is cheap to call at every probe of a training run. For an
+    MLP built as Dense -> BN -> Activation, the input of an ``Activation``
+    layer is the pre-activation the nonlinearity sees, the quantity Ioffe &
+    Szegedy (2015, Fig. 1) plot. The model must have a defined input (built
+    from ``keras.Input``), so that ``layer.input`` exists.
     """
+    if isinstance(layer, int):
+        if not -len(model.layers) <= layer < len(model.layers):
+            raise IndexError(f"model has {len(model.layers)} layers; index {layer} is out of range")
+        layer = model.layers[layer]
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     probe = keras.Model(inputs, layer.input)
+    if len(x) <= batch_size:
+        with _KeepState(model.non_trainable_variables if training else []):
+            return np.asarray(probe(x, training=training))
     if training:
         return predict_training_mode(probe, x, batch_size=batch_size)
     # Eager calls: no tracing for a probe model that is used once.
@@ -363,25 +375,6 @@ def smoothness_along_gradient(model: keras.Model, x: np.ndarray, y: np.ndarray,
 # Cost
 # --------------------------------------------------------------------------- #
 
-def warm_median_time(fn: Callable[[], object], *, repeats: int = 7,
-                     warmup: int = 2) -> float:
-    """Median wall time in seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls.
-
-    The warm-up calls absorb tracing, compilation and cache effects; the median
-    is robust to the odd slow call caused by other processes.
-    """
-    if repeats < 1:
-        raise ValueError("repeats must be at least 1")
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def compiled_train_steps(model: keras.Model, x: np.ndarray, y: np.ndarray,
                          steps: int) -> Callable[[], None]:
     """A function that runs ``steps`` training steps on the batch ``(x, y)`` in one compiled call.
@@ -405,13 +398,16 @@ def compiled_train_steps(model: keras.Model, x: np.ndarray, y: np.ndarray,
     return lambda: run()
 
 
-def warm_median_times(functions: dict[str, Callable[[], object]], *, repeats: int = 7,
-                      warmup: int = 2) -> dict[str, float]:
-    """Like :func:`warm_median_time` for several functions, interleaved.
+def warm_times(functions: Mapping[str, Callable[[], object]], *, repeats: int = 7,
+               warmup: int = 2, keep: Literal["median", "fastest"] = "median") -> dict[str, float]:
+    """Wall seconds of one call of each function, warm, measured fairly between them.
 
-    Each round calls every function once, in turn, so a slow phase of the
-    machine (another process, a frequency change) affects all of them alike;
-    a comparison of the medians is then fairer than timing one after another.
+    After ``warmup`` untimed calls of each (tracing, compilation, caches), runs
+    ``repeats`` rounds in which every function is called once, in turn, so a
+    slow phase of the machine (another process, a frequency change) hits all
+    of them alike. Keeps per function the median of its rounds (robust to the
+    odd slow call) or, with ``keep="fastest"``, its fastest round (the least
+    disturbed; the most stable *ratio* on a busy machine).
     """
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
@@ -424,7 +420,8 @@ def warm_median_times(functions: dict[str, Callable[[], object]], *, repeats: in
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    pick = min if keep == "fastest" else statistics.median
+    return {name: float(pick(values)) for name, values in times.items()}
 
 
 def activation_floats(model: keras.Model) -> dict[str, int]:
