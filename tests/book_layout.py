@@ -197,6 +197,11 @@ def execute_all(paths: list[Path], workers: int = 2) -> dict[str, float]:
     return seconds
 
 
+def chapter_workers() -> int:
+    """How many chapters ``make book`` executes at a time: ``BNBOOK_CHAPTER_WORKERS``, default 2."""
+    return max(1, int(os.environ.get("BNBOOK_CHAPTER_WORKERS", "2")))
+
+
 def execute_stale(workers: int = 2, cache_path: Path = CACHE) -> dict[str, float]:
     """Execute the chapters the cache lacks, ``workers`` at a time, and cache their outputs."""
     stale = {Path(page).name for page in stale_chapters(cache_path)}
@@ -212,7 +217,7 @@ def execute_stale(workers: int = 2, cache_path: Path = CACHE) -> dict[str, float
 def main(argv: list[str]) -> None:
     if argv[1:2] == ["execute"] and len(argv) == 2:
         start = time.perf_counter()
-        seconds = execute_stale(int(os.environ.get("BNBOOK_CHAPTER_WORKERS", "2")))
+        seconds = execute_stale(chapter_workers())
         for stem, s in seconds.items():
             print(f"executed {stem:28s} {s:6.1f} s")
         print(f"{len(seconds)} chapters executed in {time.perf_counter() - start:.0f} s"

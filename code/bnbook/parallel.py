@@ -1,8 +1,8 @@
-"""Train several independent models at once, one per CPU core, in one kernel.
+"""Train several independent models at once, side by side in threads of one kernel.
 
 A small MLP at batch size 32 keeps only about one core busy: each step is too
-short for TensorFlow to spread over two. Two threads of the same process,
-each training its own model, therefore train two models in little more than
+short for TensorFlow to spread over two. Threads of the same process, each
+training its own model, therefore train several models in little more than
 the time of one. TensorFlow runs a compiled training step without holding
 Python's global interpreter lock, so the threads really run side by side,
 and they share one copy of TensorFlow and of the data: a second process
