@@ -10,10 +10,10 @@ import pytest
 
 from bnbook.experiments import (StepRecorder, Variant, column, evaluate, gaussian_kernels,
                                 interleaved_step_times, kernel_gradient_norms,
-                                predict_proba, rows_where, run_sweep, steps_to_reach)
+                                rows_where, run_sweep, steps_to_reach)
 from bnbook import probes
 from bnbook.models import build_mlp
-from bnbook.training import compile_sgd, set_seed
+from bnbook.training import compile_sgd, predict_proba, set_seed
 
 
 @pytest.fixture(scope="module")

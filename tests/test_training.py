@@ -9,7 +9,7 @@ import pytest
 
 from bnbook.parallel import TrainJob, default_workers, run_jobs
 from bnbook.data import load_fashion_mnist, scale_pixels
-from bnbook.training import accuracy, compile_sgd, fit, image_batches, set_seed
+from bnbook.training import accuracy, compile_sgd, fit, image_batches, predict_proba, set_seed
 
 
 def tiny_data(n: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -63,6 +63,17 @@ def test_accuracy_uses_inference_mode() -> None:
     # the training-mode answer differs: BN then uses the batch statistics
     train_probs = model(x, training=True).numpy()
     assert not np.allclose(probs, train_probs)
+
+
+def test_accuracy_is_eager_and_equals_model_predict() -> None:
+    x, y = tiny_data()
+    set_seed(0)
+    model = tiny_model()
+    expected = model.predict(x, batch_size=1024, verbose=0)
+    np.testing.assert_array_equal(predict_proba(model, x, batch_size=100), expected)
+    assert accuracy(model, x, y) == float(np.mean(expected.argmax(axis=1) == y))
+    with pytest.raises(ValueError, match="batch_size"):
+        predict_proba(model, x, batch_size=0)
 
 
 def test_image_batches_train_exactly_like_fit_on_the_scaled_arrays() -> None:

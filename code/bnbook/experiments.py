@@ -38,7 +38,7 @@ import keras
 import numpy as np
 
 from bnbook.probes import warm_times
-from bnbook.training import compile_sgd, set_seed
+from bnbook.training import compile_sgd, predict_proba, set_seed
 
 __all__ = [
     "Probe",
@@ -49,7 +49,6 @@ __all__ = [
     "gaussian_kernels",
     "interleaved_step_times",
     "kernel_gradient_norms",
-    "predict_proba",
     "rows_where",
     "run_sweep",
     "steps_to_reach",
@@ -62,18 +61,6 @@ Split = tuple[np.ndarray, np.ndarray]
 
 
 # --------------------------------------------------------------------------- evaluation
-def predict_proba(model: keras.Model, x: np.ndarray, *, batch_size: int = 2048) -> np.ndarray:
-    """The model's outputs on ``x`` in inference mode, as a float32 NumPy array.
-
-    Calls the model eagerly in chunks of ``batch_size`` instead of
-    ``model.predict``: nothing is traced or compiled, which matters in sweeps
-    that train dozens of short-lived models.
-    """
-    chunks = [np.asarray(model(x[i:i + batch_size], training=False))
-              for i in range(0, len(x), batch_size)]
-    return np.concatenate(chunks, axis=0)
-
-
 def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, *,
              batch_size: int = 2048) -> tuple[float, float]:
     """``(loss, accuracy)`` of a softmax classifier in inference mode.

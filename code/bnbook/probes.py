@@ -38,6 +38,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bnbook.training import predict_proba
+
 __all__ = [
     "NoisyShift",
     "Smoothness",
@@ -106,12 +108,6 @@ def _training_forward(model: keras.Model) -> Callable:
         forward = tf.function(run, reduce_retracing=True)
         _TRAINING_FORWARD[model] = forward
     return forward
-
-
-def _batches(n: int, batch_size: int) -> list[slice]:
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
 
 # --------------------------------------------------------------------------- #
@@ -188,9 +184,7 @@ def layer_input(model: keras.Model, layer: keras.layers.Layer | int, x: np.ndarr
             return np.asarray(probe(x, training=training))
     if training:
         return predict_training_mode(probe, x, batch_size=batch_size)
-    # Eager calls: no tracing for a probe model that is used once.
-    return np.concatenate([np.asarray(probe(x[part], training=False))
-                           for part in _batches(len(x), batch_size)])
+    return predict_proba(probe, x, batch_size=batch_size)  # eager: a probe model is used once
 
 
 def recompute_bn_statistics(model: keras.Model, x: np.ndarray, *,

@@ -20,6 +20,7 @@ __all__ = [
     "compile_sgd",
     "fit",
     "image_batches",
+    "predict_proba",
     "set_seed",
 ]
 
@@ -147,8 +148,22 @@ def fit(model: keras.Model, x: np.ndarray | tf.data.Dataset, y: np.ndarray | Non
                      log.seconds)
 
 
+def predict_proba(model: keras.Model, x: np.ndarray, *, batch_size: int = 2048) -> np.ndarray:
+    """The model's outputs on ``x`` in inference mode, as a float32 NumPy array.
+
+    Calls the model eagerly in chunks of ``batch_size`` instead of
+    ``model.predict``: nothing is traced or compiled, which matters in sweeps
+    that train dozens of short-lived models (the outputs are the same).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    chunks = [np.asarray(model(x[i:i + batch_size], training=False))
+              for i in range(0, len(x), batch_size)]
+    return np.concatenate(chunks, axis=0)
+
+
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, *,
-             batch_size: int = 1024) -> float:
+             batch_size: int = 2048) -> float:
     """Accuracy in inference mode (BN uses its moving statistics)."""
-    probs = model.predict(x, batch_size=batch_size, verbose=0)
+    probs = predict_proba(model, x, batch_size=batch_size)
     return float(np.mean(np.argmax(probs, axis=-1) == y))
