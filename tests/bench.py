@@ -116,6 +116,19 @@ def rebuild_after_prose_edit() -> float:
         source.write_text(original)
 
 
+def machine() -> str:
+    """The processor the times were measured on: the same code runs twice as fast on some
+    2-core machines as on others, so a time means little without it."""
+    info: dict[str, str] = {}
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    name = info.get("model name", "unknown processor")
+    family = f" (family {info['cpu family']}, model {info['model']})" if "cpu family" in info else ""
+    return f"measured on: {os.cpu_count()} cores, {name}{family}"
+
+
 def write_table(rows: list[dict]) -> None:
     BENCHMARK.parent.mkdir(parents=True, exist_ok=True)
     with BENCHMARK.open("w", newline="") as handle:
@@ -124,14 +137,18 @@ def write_table(rows: list[dict]) -> None:
         writer.writerows([r["chapter"], f"{r['seconds']:.1f}"]
                          + [f"{r[k]:.0f}" if r[k] is not None else "" for k in ("peak_mb", "peak_tree_mb")]
                          for r in rows)
+        writer.writerow([machine(), "", "", ""])
 
 
 def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for path in export_notebooks(Path(folder)):
-            out = subprocess.run([sys.executable, __file__, "--one", str(path)], check=True,
-                                 capture_output=True, text=True).stdout.split()
+            child = subprocess.run([sys.executable, __file__, "--one", str(path)],
+                                   capture_output=True, text=True)
+            if child.returncode != 0:  # a chapter that raises: show why, not only the exit code
+                sys.exit(f"{path.stem} failed:\n{child.stderr[-3000:]}")
+            out = child.stdout.split()
             seconds, tree_mb, largest_mb = map(float, out[-3:])
             rows.append({"chapter": path.stem, "seconds": seconds,
                          "peak_mb": largest_mb, "peak_tree_mb": tree_mb})
