@@ -134,6 +134,25 @@ def test_run_sweep_rows_curves_steps_and_divergence(data):
     assert [r["label"] for r in rows_where(rows, diverged=False)] == ["learns", "full batch"]
 
 
+def test_threads_give_the_numbers_of_one_thread_and_of_plain_fit(data):
+    def sweep(workers):
+        return run_sweep([
+            Variant("a", lambda: tiny("batch"), 0.3, epochs=2, batch_size=16, arch="bn"),
+            Variant("b", lambda: tiny(), 0.1, epochs=2, batch_size=16, record_every=4),
+            Variant("c", lambda: tiny("batch"), 0.03, epochs=2, batch_size=16, arch="bn", seed=7),
+            Variant("d", lambda: tiny("batch"), 0.5, steps=6, batch_size=32, arch="full"),
+        ], data, valid=data, seed=3, verbose=False, workers=workers)
+    serial, threaded = sweep(1), sweep(3)
+    for one, other in zip(serial, threaded, strict=True):
+        assert one["label"] == other["label"]
+        assert (one["train_loss"], one["valid_accuracy"]) == (other["train_loss"], other["valid_accuracy"])
+    np.testing.assert_array_equal(serial[1]["curve"]["batch_loss"], threaded[1]["curve"]["batch_loss"])
+    set_seed(3)                                   # variant "b" by hand: fit on the arrays
+    model = compile_sgd(tiny(), 0.1, steps_per_execution=4)
+    model.fit(*data, epochs=2, batch_size=16, shuffle=True, verbose=0)
+    assert evaluate(model, *data)[0] == serial[1]["train_loss"]
+
+
 def test_evaluate_train_can_be_skipped(data):
     (row,) = run_sweep([Variant("v", lambda: tiny(), 0.1, epochs=1, batch_size=32)], data,
                        valid=data, evaluate_train=False, verbose=False)

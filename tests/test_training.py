@@ -76,15 +76,18 @@ def test_accuracy_is_eager_and_equals_model_predict() -> None:
         predict_proba(model, x, batch_size=0)
 
 
-def test_image_batches_train_exactly_like_fit_on_the_scaled_arrays() -> None:
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_image_batches_train_exactly_like_fit_on_the_arrays(dtype: str) -> None:
+    """uint8 pixels: the batches of fit on the scaled floats; float images: of fit on them."""
     pixels = np.random.default_rng(1).integers(0, 256, (1000, 28, 28), dtype=np.uint8)
     labels = (pixels[:, :14].mean(axis=(1, 2)) > pixels[:, 14:].mean(axis=(1, 2))).astype(np.uint8)
+    images = pixels if dtype == "uint8" else scale_pixels(pixels)
 
     def weights_after(batches: bool) -> list[np.ndarray]:
         set_seed(3)
         model = compile_sgd(tiny_model(), 0.1)
         if batches:
-            fit(model, image_batches(pixels, labels, batch_size=32, shuffle=True),
+            fit(model, image_batches(images, labels, batch_size=32, shuffle=True),
                 epochs=2, verbose=False)
         else:
             fit(model, scale_pixels(pixels), labels, epochs=2, batch_size=32, verbose=False)

@@ -7,7 +7,9 @@ those chapters share, so that none writes its own loop twice:
 * :func:`run_sweep` trains a list of :class:`Variant` objects, each from the
   same seed, and returns a *tidy table*: one ``dict`` per variant with its
   settings and its measured results (accuracy and loss in inference mode on
-  the training, validation and test data, time, divergence).
+  the training, validation and test data, time, divergence). Variants that
+  share no compiled model train side by side in threads, with the numbers
+  of a run one at a time.
 * :class:`StepRecorder` is a Keras callback that evaluates probes every
   ``every`` optimizer steps (validation accuracy, percentiles of a hidden
   unit, ...) and keeps the training time spent so far, without the probe time.
@@ -29,16 +31,19 @@ from __future__ import annotations
 
 import gc
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import keras
 import numpy as np
 
+from bnbook.parallel import default_workers
 from bnbook.probes import warm_times
-from bnbook.training import compile_sgd, predict_proba, set_seed
+from bnbook.training import compile_sgd, image_batches, predict_proba, set_seed
 
 __all__ = [
     "Probe",
@@ -263,7 +268,7 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
               valid: Split | None = None, test: Split | None = None,
               seed: int = 0, stop_on_nan: bool = True, shuffle: bool = True,
               evaluate_train: bool = True, keep_models: bool = False,
-              verbose: bool = True) -> list[dict[str, Any]]:
+              verbose: bool = True, workers: int | None = None) -> list[dict[str, Any]]:
     """Train each variant from ``seed`` with SGD and return one row per variant.
 
     Each row holds ``label``, the variant's ``settings``, ``seed``, ``learning_rate``,
@@ -279,61 +284,142 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
     Training accuracy is measured again after training, in inference mode, and
     not read from Keras' history (an average over the epoch, computed with
     batch statistics while the weights were still changing).
+
+    Variants that share no compiled model train side by side, in up to
+    ``workers`` threads (default :func:`bnbook.parallel.default_workers`):
+    a small model keeps about one core busy. Each variant is seeded, built
+    and given its shuffled batches under one lock, so its numbers are the same
+    whichever thread trains it, and the same with ``workers=1``; only
+    ``seconds`` then counts time shared with the other threads.
     """
-    rows: list[dict[str, Any]] = []
-    shared: dict[Any, tuple[keras.Model, dict[int, list[np.ndarray]]]] = {}
-    for variant in variants:
-        variant_seed = seed if variant.seed is None else variant.seed
-        steps_per_execution = 64
-        if variant.record_every:
-            steps_per_execution = math.gcd(steps_per_execution, variant.record_every)
-        if variant.steps:  # Keras would run a whole execution past steps_per_epoch
-            steps_per_execution = math.gcd(steps_per_execution, variant.steps)
-        key = (None if variant.arch is None
-               else (variant.arch, variant.momentum, steps_per_execution))
-        if key is not None and key in shared:
-            model, initial_weights = shared[key]
+    variants = list(variants)
+    groups: dict[Any, list[int]] = {}
+    for index, variant in enumerate(variants):
+        groups.setdefault(_shared_model_key(variant) or ("alone", index), []).append(index)
+    sweep = _Sweep(train, valid=valid, test=test, seed=seed, stop_on_nan=stop_on_nan,
+                   shuffle=shuffle, evaluate_train=evaluate_train,
+                   keep_models=keep_models, verbose=verbose)
+    rows: dict[int, dict[str, Any]] = {}
+    workers = min(workers or default_workers(), len(groups)) or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(sweep.run_group, [variants[i] for i in indices])
+                   for indices in groups.values()]
+        for indices, future in zip(groups.values(), futures):
+            rows.update(zip(indices, future.result()))
+    del sweep
+    keras.backend.clear_session(free_memory=False)
+    gc.collect()   # the traced functions of many short-lived models add up (~0.2 s per collection)
+    return [rows[i] for i in range(len(variants))]
+
+
+def _steps_per_execution(variant: Variant) -> int:
+    """64, or less so that it divides ``record_every`` and ``steps``: Keras would run a whole
+    execution past a record or past ``steps_per_epoch``."""
+    steps_per_execution = 64
+    if variant.record_every:
+        steps_per_execution = math.gcd(steps_per_execution, variant.record_every)
+    if variant.steps:
+        steps_per_execution = math.gcd(steps_per_execution, variant.steps)
+    return steps_per_execution
+
+
+def _shared_model_key(variant: Variant) -> tuple | None:
+    """Variants with the same key train one compiled model, one after the other."""
+    if variant.arch is None:
+        return None
+    return (variant.arch, variant.momentum, _steps_per_execution(variant))
+
+
+class _Sweep:
+    """Trains the variants of one :func:`run_sweep` call; its threads share one instance."""
+
+    def __init__(self, train: Split, *, valid: Split | None, test: Split | None, seed: int,
+                 stop_on_nan: bool, shuffle: bool, evaluate_train: bool, keep_models: bool,
+                 verbose: bool) -> None:
+        import tensorflow as tf  # the book's backend; tf.data feeds Keras without copies per variant
+
+        self.train = train
+        self.train_tensors = (tf.convert_to_tensor(train[0]), tf.convert_to_tensor(train[1]))
+        self.valid, self.test, self.seed = valid, test, seed
+        self.stop_on_nan, self.shuffle = stop_on_nan, shuffle
+        self.evaluate_train, self.keep_models, self.verbose = evaluate_train, keep_models, verbose
+        self.setup = threading.Lock()
+        self.thread_state = threading.local()
+
+    def run_group(self, variants: list[Variant]) -> list[dict[str, Any]]:
+        """Train ``variants`` one after the other; those of a group share one compiled model."""
+        if getattr(self.thread_state, "trained", False):
+            gc.collect()   # this thread's previous model and its traced steps: free them first
+        self.thread_state.trained = True
+        model: keras.Model | None = None
+        initial_weights: dict[int, list[np.ndarray]] = {}
+        rows = []
+        for variant in variants:
+            with self.setup:   # the seed is global: seed, build and shuffle as one step
+                model = self._prepare(variant, model, initial_weights)
+                batches = self._batches(variant)
+            rows.append(self._train(variant, model, batches))
+        return rows
+
+    def _seed_of(self, variant: Variant) -> int:
+        return self.seed if variant.seed is None else variant.seed
+
+    def _prepare(self, variant: Variant, model: keras.Model | None,
+                 initial_weights: dict[int, list[np.ndarray]]) -> keras.Model:
+        """The variant's model with its initial weights, compiled, optimizer reset."""
+        variant_seed = self._seed_of(variant)
+        if model is None:
+            set_seed(variant_seed)
+            model = variant.build()
+            compile_sgd(model, variant.learning_rate, momentum=variant.momentum,
+                        steps_per_execution=_steps_per_execution(variant))
+            initial_weights[variant_seed] = model.get_weights()
+        else:
             if variant_seed not in initial_weights:   # draw this seed's weights, uncompiled
                 set_seed(variant_seed)
                 initial_weights[variant_seed] = variant.build().get_weights()
             model.set_weights(initial_weights[variant_seed])
             _reset_optimizer(model.optimizer, variant.learning_rate)
-        else:
-            keras.backend.clear_session()
-            set_seed(variant_seed)
-            model = variant.build()
-            compile_sgd(model, variant.learning_rate, momentum=variant.momentum,
-                        steps_per_execution=steps_per_execution)
-            if key is not None:
-                shared[key] = (model, {variant_seed: model.get_weights()})
         if variant.initialize is not None:
             variant.initialize(model)
-        set_seed(variant_seed)  # the same shuffling order for every variant of a seed
-        recorder = (StepRecorder(variant.probes, variant.record_every, stop_on_nan=stop_on_nan)
+        return model
+
+    def _batches(self, variant: Variant) -> Any:
+        """The variant's training batches; the same order for every variant of a seed."""
+        variant_seed = self._seed_of(variant)
+        set_seed(variant_seed)
+        if variant.steps:
+            return _repeated(self.train_tensors, variant.batch_size, shuffle=self.shuffle,
+                             seed=variant_seed)
+        return image_batches(*self.train_tensors, batch_size=variant.batch_size,
+                             shuffle=self.shuffle)
+
+    def _train(self, variant: Variant, model: keras.Model, batches: Any) -> dict[str, Any]:
+        """Fit, then measure: the variant's row."""
+        recorder = (StepRecorder(variant.probes, variant.record_every, stop_on_nan=self.stop_on_nan)
                     if variant.record_every else None)
         nan_stop = _NanStop()
         callbacks: list[keras.callbacks.Callback] = [recorder] if recorder else []
-        if stop_on_nan and recorder is None:
+        if self.stop_on_nan and recorder is None:
             callbacks.append(nan_stop)
         start = time.perf_counter()
         if variant.steps:
-            model.fit(_repeated(train, variant.batch_size, shuffle=shuffle, seed=variant_seed),
-                      steps_per_epoch=variant.steps, epochs=1, shuffle=False,
+            model.fit(batches, steps_per_epoch=variant.steps, epochs=1, shuffle=False,
                       callbacks=callbacks, verbose=0)
-            epochs = variant.steps * variant.batch_size / len(train[0])
+            epochs = variant.steps * variant.batch_size / len(self.train[0])
         else:
-            model.fit(*train, epochs=variant.epochs, batch_size=variant.batch_size,
-                      shuffle=shuffle, callbacks=callbacks, verbose=0)
+            model.fit(batches, epochs=variant.epochs, shuffle=False, callbacks=callbacks, verbose=0)
             epochs = variant.epochs
         seconds = time.perf_counter() - start
-        row: dict[str, Any] = {"label": variant.label, **variant.settings, "seed": variant_seed,
+        row: dict[str, Any] = {"label": variant.label, **variant.settings,
+                               "seed": self._seed_of(variant),
                                "learning_rate": variant.learning_rate,
                                "epochs": epochs, "batch_size": variant.batch_size,
                                "steps": int(model.optimizer.iterations.numpy()),
                                "seconds": seconds}
         losses = []
-        for split, data in (("train", train if evaluate_train else None),
-                            ("valid", valid), ("test", test)):
+        for split, data in (("train", self.train if self.evaluate_train else None),
+                            ("valid", self.valid), ("test", self.test)):
             if data is not None:
                 row[f"{split}_loss"], row[f"{split}_accuracy"] = evaluate(model, *data)
                 losses.append(row[f"{split}_loss"])
@@ -341,23 +427,19 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
                                or not all(math.isfinite(loss) for loss in losses))
         if recorder is not None:
             row["curve"] = recorder.arrays()
-        if keep_models:
+        if self.keep_models:
             row["model"] = model
-        rows.append(row)
-        if verbose:
+        if self.verbose:
             shown = "  ".join(f"{k} {row[k]:.3f}" for k in
                               ("train_accuracy", "valid_accuracy", "test_accuracy") if k in row)
             status = "  diverged" if row["diverged"] else ""
             print(f"{variant.label:<28} {shown}  ({seconds:.1f} s){status}")
-    del shared, model
-    keras.backend.clear_session()
-    gc.collect()   # the traced functions of many short-lived models add up
-    return rows
+        return row
 
 
-def _repeated(data: Split, batch_size: int, *, shuffle: bool, seed: int) -> Any:
+def _repeated(data: tuple[Any, Any], batch_size: int, *, shuffle: bool, seed: int) -> Any:
     """An endless ``tf.data`` pipeline of batches: full batches, or reshuffled passes."""
-    import tensorflow as tf  # the book's backend; tf.data feeds Keras without copies per epoch
+    import tensorflow as tf
 
     x, y = data
     if batch_size >= len(x):

@@ -92,18 +92,26 @@ class FitResult:
 
 def image_batches(pixels: np.ndarray | tf.Tensor, labels: np.ndarray | tf.Tensor, *,
                   batch_size: int = 32, shuffle: bool = False) -> tf.data.Dataset:
-    """The batches ``model.fit(scale_pixels(pixels), labels, batch_size, shuffle)`` trains on.
+    """The batches ``model.fit`` trains on, given the images as ``pixels``.
 
-    ``pixels`` are uint8 grey levels (``load_fashion_mnist(scaled=False)``).
     The order is the one ``fit`` draws from arrays: Keras' array adapter makes
     a new permutation of all indices per epoch with ``tf.random.shuffle`` (seeded
     by the global seed when the dataset is made) and cuts it into batches, the
-    last one partial. Each batch is gathered from the bytes and divided by 255
-    in float32, as the loader does. Same numbers (the tests compare the
-    weights), but the training set sits in memory as 43 MB of bytes instead
-    of 172 MB of floats. Seed before calling.
+    last one partial. Seed before calling.
+
+    * uint8 ``pixels`` (``load_fashion_mnist(scaled=False)``): each batch is
+      gathered from the bytes and divided by 255 in float32, as the loader
+      does, so the batches are those of ``fit(scale_pixels(pixels), labels)``,
+      while the training set sits in memory as 43 MB of bytes instead of
+      172 MB of floats.
+    * float ``pixels``: the batches of ``fit(pixels, labels)`` itself. Made
+      before training, for instance under a lock while other threads train,
+      the dataset fixes its shuffling order there, not inside ``fit``.
+
+    Same numbers either way (the tests compare the weights).
     """
     pixels, labels = tf.convert_to_tensor(pixels), tf.convert_to_tensor(labels)
+    scale = pixels.dtype == tf.uint8
     n = int(pixels.shape[0])
     n_full = n // batch_size * batch_size
 
@@ -119,7 +127,9 @@ def image_batches(pixels: np.ndarray | tf.Tensor, labels: np.ndarray | tf.Tensor
         return batches
 
     def gather(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        images = tf.cast(tf.gather(pixels, indices), tf.float32) / tf.constant(255.0, tf.float32)
+        images = tf.gather(pixels, indices)
+        if scale:
+            images = tf.cast(images, tf.float32) / tf.constant(255.0, tf.float32)
         return images, tf.gather(labels, indices)
 
     n_batches = -(-n // batch_size)
