@@ -40,10 +40,11 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from bnbook.parallel import default_workers
 from bnbook.probes import warm_times
-from bnbook.training import compile_sgd, image_batches, predict_proba, set_seed
+from bnbook.training import compile_sgd, image_batches, predict_proba, seed_lock, set_seed
 
 __all__ = [
     "Probe",
@@ -336,14 +337,11 @@ class _Sweep:
     def __init__(self, train: Split, *, valid: Split | None, test: Split | None, seed: int,
                  stop_on_nan: bool, shuffle: bool, evaluate_train: bool, keep_models: bool,
                  verbose: bool) -> None:
-        import tensorflow as tf  # the book's backend; tf.data feeds Keras without copies per variant
-
-        self.train = train
+        self.train = train   # tensors once for all variants: tf.data then feeds Keras without copies
         self.train_tensors = (tf.convert_to_tensor(train[0]), tf.convert_to_tensor(train[1]))
         self.valid, self.test, self.seed = valid, test, seed
         self.stop_on_nan, self.shuffle = stop_on_nan, shuffle
         self.evaluate_train, self.keep_models, self.verbose = evaluate_train, keep_models, verbose
-        self.setup = threading.Lock()
         self.thread_state = threading.local()
 
     def run_group(self, variants: list[Variant]) -> list[dict[str, Any]]:
@@ -355,7 +353,7 @@ class _Sweep:
         initial_weights: dict[int, list[np.ndarray]] = {}
         rows = []
         for variant in variants:
-            with self.setup:   # the seed is global: seed, build and shuffle as one step
+            with seed_lock:   # seed, build and shuffle as one step
                 model = self._prepare(variant, model, initial_weights)
                 batches = self._batches(variant)
             rows.append(self._train(variant, model, batches))
@@ -439,8 +437,6 @@ class _Sweep:
 
 def _repeated(data: tuple[Any, Any], batch_size: int, *, shuffle: bool, seed: int) -> Any:
     """An endless ``tf.data`` pipeline of batches: full batches, or reshuffled passes."""
-    import tensorflow as tf
-
     x, y = data
     if batch_size >= len(x):
         return tf.data.Dataset.from_tensors((x, y)).repeat()
@@ -538,8 +534,6 @@ def kernel_gradient_norms(model: keras.Model, x: np.ndarray, y: np.ndarray) -> n
     the model is left as it was. Small norms in the first layers of a deep
     network are the vanishing-gradient problem, measured.
     """
-    import tensorflow as tf  # the book's backend; GradientTape is the plainest way
-
     saved = [w.numpy() for w in model.non_trainable_weights]
     kernels = [layer.kernel for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     with tf.GradientTape() as tape:

@@ -23,7 +23,6 @@ faster than 2).
 from __future__ import annotations
 
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import keras
 import tensorflow as tf
 
 from bnbook.data import load_fashion_mnist
-from bnbook.training import compile_sgd, fit, image_batches, set_seed
+from bnbook.training import compile_sgd, fit, image_batches, seed_lock, set_seed
 
 __all__ = ["TrainJob", "TrainOutcome", "default_workers", "run_jobs"]
 
@@ -79,10 +78,9 @@ class _Trainer:
         splits = load_fashion_mnist(scaled=False)
         (self.train, self.valid, self.test) = [
             (tf.convert_to_tensor(x), tf.convert_to_tensor(y)) for x, y in splits]
-        self.setup = threading.Lock()
 
     def run(self, job: TrainJob) -> TrainOutcome:
-        with self.setup:  # the seed is global: seed, build and shuffle as one step
+        with seed_lock:  # seed, build and shuffle as one step
             set_seed(job.seed)
             model = keras.models.model_from_json(job.model_json)
             compile_sgd(model, job.learning_rate)

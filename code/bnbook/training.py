@@ -6,6 +6,7 @@ plumbing that would otherwise be written again on every page.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ __all__ = [
     "fit",
     "image_batches",
     "predict_proba",
+    "seed_lock",
     "set_seed",
 ]
 
@@ -28,6 +30,12 @@ __all__ = [
 #: CPU at batch 32 and gives the same numbers as 1 (the optimizer still updates
 #: after every batch; only the Python round trips are batched).
 STEPS_PER_EXECUTION = 64
+
+
+#: The seed is process-wide. Threads that train side by side hold this lock from
+#: ``set_seed`` until their model is built and their shuffled batches are made, so
+#: that no other thread reseeds in between (``bnbook.parallel``, ``run_sweep``).
+seed_lock = threading.Lock()
 
 
 def set_seed(seed: int) -> None:
