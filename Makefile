@@ -10,6 +10,8 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONWARNINGS := ignore::DeprecationWarning:jupyter_client.connect
+# The build's own tools (code/booktools: export, execute, cache, bench); not part of bnbook.
+BOOKTOOLS := PYTHONPATH=$(abspath code) $(BIN)/python -m booktools
 
 .PHONY: book test rounding bench notebooks setup data fresh-cache clean help
 
@@ -52,10 +54,10 @@ fresh-cache:
 	  rm -rf _build/.jupyter_cache; echo "$(DEPS_HASH)" > _build/.deps-hash; \
 	  echo "requirements.txt or bnbook changed: execution cache cleared"; fi
 
-# Jupyter Book executes chapters one at a time; book_layout.py execute first runs
+# Jupyter Book executes chapters one at a time; booktools execute first runs
 # those the cache lacks two at a time (one per core) and caches their outputs.
 book: setup fresh-cache
-	$(BIN)/python tests/book_layout.py execute
+	$(BOOKTOOLS) execute
 	$(BIN)/jupyter-book build . --builder html -n -W --keep-going
 	@echo "The site is in $(abspath _build/html)/index.html"
 
@@ -67,10 +69,10 @@ book: setup fresh-cache
 SITE_TESTS := tests/test_site.py tests/test_browser.py tests/test_download.py
 test: setup fresh-cache
 	nbdir=$$(mktemp -d); trap 'rm -rf "$$nbdir"' EXIT; \
-	$(BIN)/python tests/book_layout.py export "$$nbdir"; \
+	$(BOOKTOOLS) export "$$nbdir"; \
 	$(BIN)/python -m pytest tests "$$nbdir" $(SITE_TESTS:%=--ignore=%) \
 	  --nbmake --overwrite --nbmake-timeout=900 -n 2 --dist loadfile; \
-	$(BIN)/python tests/book_layout.py cache "$$nbdir"
+	$(BOOKTOOLS) cache "$$nbdir"
 	$(MAKE) --no-print-directory book
 	$(BIN)/python -m pytest $(SITE_TESTS) -n 2 --dist loadfile
 	$(MAKE) --no-print-directory rounding
@@ -82,17 +84,17 @@ test: setup fresh-cache
 # (tests/conftest.py, named first, checks that every chapter was collected.)
 rounding: setup
 	nbdir=$$(mktemp -d); trap 'rm -rf "$$nbdir"' EXIT; \
-	$(BIN)/python tests/book_layout.py export "$$nbdir"; \
+	$(BOOKTOOLS) export "$$nbdir"; \
 	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m pytest tests/conftest.py "$$nbdir" \
 	  --nbmake --nbmake-timeout=900 -n 2 --dist loadfile -p no:cacheprovider
 
 bench: setup
-	$(BIN)/python tests/bench.py
+	$(BOOKTOOLS) bench
 
 # Colab opens only .ipynb: every chapter has a plain (unexecuted) copy beside it,
 # generated from the .md and checked to be in sync by tests/test_toc.py.
 notebooks: setup
-	$(BIN)/python tests/book_layout.py export book
+	$(BOOKTOOLS) export book
 
 clean:
 	rm -rf _build

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from book_layout import executable_chapters
+from booktools.layout import executable_chapters
 
 
 @pytest.fixture(autouse=True)
@@ -30,4 +30,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if collected != expected:
         raise pytest.UsageError(
             f"nbmake collected {collected}, but _toc.yml lists the chapters {expected}. "
-            "Export them first: python tests/book_layout.py DEST; pytest tests DEST --nbmake")
+            "Export them first: python -m booktools export DEST; pytest tests DEST --nbmake")
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple:
+    """Two easy classes of 28x28 images (tests/tiny.py)."""
+    from tiny import two_classes
+
+    return two_classes()

@@ -6,11 +6,15 @@ import gzip
 import shutil
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
 from bnbook import data
-from bnbook.data import FILES, DataError, find_data_dir, load_fashion_mnist, read_idx, subset
+from bnbook.training import compile_sgd, fit, set_seed
+from bnbook.data import (FILES, DataError, find_data_dir, image_batches, load_fashion_mnist, read_idx,
+                         repeated_batches, scale_pixels, subset)
+from tiny import small_model
 
 LABELS = FILES["train-labels-idx1-ubyte"]
 
@@ -207,3 +211,36 @@ def test_subset_is_reproducible_and_checks_its_size() -> None:
     for bad in (0, 101):
         with pytest.raises(ValueError):
             subset(x, y, bad)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_image_batches_train_exactly_like_fit_on_the_arrays(dtype: str) -> None:
+    """uint8 pixels: the batches of fit on the scaled floats; float images: of fit on them."""
+    pixels = np.random.default_rng(1).integers(0, 256, (1000, 28, 28), dtype=np.uint8)
+    labels = (pixels[:, :14].mean(axis=(1, 2)) > pixels[:, 14:].mean(axis=(1, 2))).astype(np.uint8)
+    images = pixels if dtype == "uint8" else scale_pixels(pixels)
+
+    def weights_after(batches: bool) -> list[np.ndarray]:
+        set_seed(3)
+        model = compile_sgd(small_model(), 0.1)
+        if batches:
+            fit(model, image_batches(images, labels, batch_size=32, shuffle=True),
+                epochs=2, verbose=False)
+        else:
+            fit(model, scale_pixels(pixels), labels, epochs=2, batch_size=32, verbose=False)
+        return model.get_weights()
+
+    for a, b in zip(weights_after(True), weights_after(False), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_repeated_batches_are_full_reshuffled_passes() -> None:
+    x = np.arange(10, dtype=np.float32)[:, None]
+    y = np.arange(10, dtype=np.uint8)
+    batches = [b[1].numpy().tolist() for b in repeated_batches(x, y, 4, shuffle=True, seed=0).take(5)]
+    assert all(len(b) == 4 for b in batches)           # the remainder of a pass is dropped
+    assert len(set(batches[0] + batches[1])) == 8      # no repeat within a pass
+    full = next(iter(repeated_batches(x, y, 10, shuffle=True, seed=0)))
+    assert full[1].numpy().tolist() == list(range(10))  # the whole set, in order
+    with pytest.raises(ValueError):
+        next(iter(image_batches(x, y, batch_size=0)))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-from book_layout import ROOT
+from booktools.layout import ROOT
 
 HTML = ROOT / "_build" / "html"
 #: The chapter a reader downloads in this test: the one that executes fastest.

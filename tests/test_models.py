@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import keras
+import numpy as np
 import pytest
 
-from bnbook.models import build_mlp, normalization_layer
+from bnbook import measure
+from bnbook.models import (NoisyShift, build_mlp, gaussian_kernels, normalization_layer,
+                           recompute_bn_statistics)
+from tiny import bn_model, features, mlp
 
 
 def dense_params(n_in: int, n_out: int, bias: bool = True) -> int:
@@ -51,3 +57,57 @@ def test_bad_arguments_are_refused() -> None:
         normalization_layer("instance")
     with pytest.raises(ValueError, match="placement"):
         build_mlp(placement="between")
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def test_gaussian_kernels_scale_independence_and_determinism():
+    model = mlp(hidden=(64, 64))
+    gaussian_kernels(0.02, seed=1)(model)
+    kernels = [layer.kernel.numpy() for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    for k in kernels:
+        assert k.std() == pytest.approx(0.02, rel=0.1)
+    assert not np.allclose(kernels[1][:, :2], kernels[0][:64, :2])   # layers differ
+    again = mlp(hidden=(64, 64))
+    gaussian_kernels(0.02, seed=1)(again)
+    np.testing.assert_array_equal(again.layers[1].kernel.numpy(), kernels[0])
+    with pytest.raises(ValueError):
+        gaussian_kernels(0.0)
+
+
+def test_noisy_shift_identity_at_inference_affine_in_training() -> None:
+    layer = NoisyShift(shift=0.5, scale_min=1.0, scale_max=2.0, seed=1)
+    x = features(50, 8)
+    np.testing.assert_array_equal(layer(x, training=False).numpy(), x)
+    first = layer(x, training=True).numpy()
+    second = layer(x, training=True).numpy()
+    assert not np.allclose(first, second)  # redrawn at every call
+    # Per feature, output = a * x + b with a in [1, 2] and b in [-0.5, 0.5].
+    for j in range(x.shape[1]):
+        a, b = np.polyfit(x[:, j], first[:, j], 1)
+        assert 1.0 - 1e-4 <= a <= 2.0 + 1e-4 and -0.5 - 1e-4 <= b <= 0.5 + 1e-4
+    with pytest.raises(ValueError):
+        NoisyShift(scale_min=2.0, scale_max=1.0)
+
+
+def test_noisy_shift_serializes() -> None:
+    model = keras.Sequential([keras.Input((3,)), NoisyShift(0.2, 1.0, 1.2, seed=3)])
+    clone = keras.models.model_from_json(model.to_json())
+    config = clone.layers[0].get_config()
+    assert (config["shift"], config["scale_max"], config["seed"]) == (0.2, 1.2, 3)
+    assert json.loads(model.to_json())
+
+
+def test_recompute_bn_statistics_sets_population_statistics() -> None:
+    model, x = bn_model(), features(64)
+    bn = model.get_layer("bn")
+    inputs = x @ model.layers[0].kernel.numpy()
+    changes = recompute_bn_statistics(model, x, batch_size=16)
+    assert set(changes) == {"bn"} and changes["bn"] > 0
+    np.testing.assert_allclose(bn.moving_mean.numpy(), inputs.mean(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), inputs.var(0), rtol=1e-4)
+    # Now inference on the whole set equals training mode with the whole set as one batch.
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               measure.predict(model, x, training=True, batch_size=len(x)),
+                               rtol=1e-4, atol=1e-4)

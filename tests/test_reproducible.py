@@ -9,7 +9,7 @@ import jupytext
 import nbclient
 import nbformat
 
-from book_layout import source_of
+from booktools.layout import source_of
 
 #: A chapter that trains networks (so that seeding matters) and runs quickly.
 REPRODUCED = "book/stable_distributions"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from book_layout import ROOT, executable_chapters, toc_files
+from booktools.layout import ROOT, executable_chapters, toc_files
 
 HTML = ROOT / "_build" / "html"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from book_layout import ROOT
+from booktools.layout import ROOT
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 CHECK = Path(sys.executable).parent / "check-jsonschema"

@@ -1,19 +1,37 @@
-"""A configurable MLP for the experiments that sweep one design choice.
+"""Create or change models: the book's configurable MLP, its layers and initializers, and PreciseBN.
 
 The chapters write the models a reader must learn in full (see the
-replication chapter). Experiments that compare many variants of one MLP --
+replication chapter). Experiments that compare many variants of one model --
 with or without normalization, deeper, another initializer -- build them
-here, so every variant differs only in the argument being studied.
+here, so every variant differs only in the argument being studied. Every
+function here either returns a new model or layer, or changes a model it is
+given (its weights or its moving statistics), and says so; measuring a model
+without changing it is :mod:`bnbook.measure`'s job.
+
+* :func:`build_mlp`, :func:`normalization_layer`: the MLP and its normalization layers.
+* :class:`NoisyShift`: a layer that injects a random shift after BN ("noisy BN").
+* :func:`gaussian_kernels`: an initializer hook that redraws every Dense kernel.
+* :func:`recompute_bn_statistics`: PreciseBN, population statistics into every BN layer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import keras
+import numpy as np
 
-__all__ = ["Normalization", "build_mlp", "normalization_layer"]
+from bnbook.measure import bn_layers, layer_input
+
+__all__ = [
+    "Normalization",
+    "NoisyShift",
+    "build_mlp",
+    "gaussian_kernels",
+    "normalization_layer",
+    "recompute_bn_statistics",
+]
 
 Normalization = Literal["none", "batch", "layer", "group"]
 
@@ -68,3 +86,106 @@ def build_mlp(hidden_units: Sequence[int] = (300, 100), *,
     layers.append(keras.layers.Dense(num_classes, activation="softmax",
                                      kernel_initializer=kernel_initializer))
     return keras.Sequential(layers, name=name)
+
+
+def gaussian_kernels(stddev: float, seed: int = 0) -> Callable[[keras.Model], None]:
+    """An ``initialize`` hook for :class:`Variant`: every Dense kernel from N(0, stddev^2).
+
+    The returned function draws each ``Dense`` layer's kernel, in layer order,
+    from a NumPy generator seeded with ``seed`` and leaves every other weight
+    (biases, BN parameters) as it is. Use it to sweep the weight scale while
+    sharing one compiled model between variants.
+
+    (Building the layers with ``keras.initializers.RandomNormal(stddev=s)``
+    instead has a trap: in Keras 3 an initializer that is unseeded or seeded
+    with an integer draws the *same* values on every call, so one instance
+    shared by equally shaped layers starts them identical.)
+    """
+    if not stddev > 0:
+        raise ValueError(f"stddev must be positive, got {stddev}")
+
+    def initialize(model: keras.Model) -> None:
+        rng = np.random.default_rng(seed)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.Dense):
+                shape = tuple(layer.kernel.shape)
+                layer.kernel.assign(rng.normal(0.0, stddev, shape).astype("float32"))
+
+    return initialize
+
+
+@keras.saving.register_keras_serializable(package="bnbook")
+class NoisyShift(keras.layers.Layer):
+    """Random per-feature scale and shift, redrawn at every training step.
+
+    In training mode the layer returns ``x * a + b`` where, for each feature
+    ``j``, ``a_j ~ U(scale_min, scale_max)`` and ``b_j ~ U(-shift, shift)`` are
+    drawn afresh at every call, the same for all examples of the batch. Placed
+    after a BN layer, it makes the distribution that the next layer sees move
+    at every step: the "noisy BN" of Santurkar et al. (2018), an injected
+    internal covariate shift of non-zero mean and non-unit variance. At
+    inference the layer is the identity.
+    """
+
+    def __init__(self, shift: float = 0.5, scale_min: float = 1.0,
+                 scale_max: float = 1.5, seed: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if shift < 0 or not 0 < scale_min <= scale_max:
+            raise ValueError("need shift >= 0 and 0 < scale_min <= scale_max")
+        self.shift = float(shift)
+        self.scale_min = float(scale_min)
+        self.scale_max = float(scale_max)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        features = inputs.shape[-1]
+        scale = keras.random.uniform((features,), self.scale_min, self.scale_max,
+                                     seed=self.seed_generator, dtype=inputs.dtype)
+        shift = keras.random.uniform((features,), -self.shift, self.shift,
+                                     seed=self.seed_generator, dtype=inputs.dtype)
+        return inputs * scale + shift
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "shift": self.shift, "scale_min": self.scale_min,
+                "scale_max": self.scale_max, "seed": self.seed}
+
+
+def recompute_bn_statistics(model: keras.Model, x: np.ndarray, *,
+                            batch_size: int = 1024) -> dict[str, float]:
+    """PreciseBN: replace every BN layer's moving statistics by population statistics.
+
+    With the weights frozen, the layers are visited in order. For each BN
+    layer, its input is computed on all of ``x`` in inference mode (so the BN
+    layers before it already use their recomputed statistics), and its
+    ``moving_mean`` and ``moving_variance`` are set to the exact mean and
+    (biased, as in Keras) variance of that input over ``x``, per feature
+    (over every axis but ``layer.axis``). Dropout is off, as at inference.
+
+    Wu & Johnson (2021) recompute the statistics in this spirit after training,
+    instead of trusting the exponential moving average, which mixes statistics
+    of many older weights; 10^3 to 10^4 examples are enough.
+
+    Returns, per layer name, the mean absolute change of the moving variance
+    relative to its new value (a measure of how stale the average was).
+    """
+    changes: dict[str, float] = {}
+    for layer in bn_layers(model):
+        inputs = layer_input(model, layer, x, training=False, batch_size=batch_size)
+        axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
+        axis = axis % inputs.ndim
+        reduce = tuple(i for i in range(inputs.ndim) if i != axis)
+        values = inputs.astype(np.float64)
+        mean = values.mean(axis=reduce)
+        variance = values.var(axis=reduce)
+        old_variance = np.asarray(layer.moving_variance.numpy(), dtype=np.float64)
+        changes[layer.name] = float(np.mean(np.abs(old_variance - variance)
+                                            / (variance + layer.epsilon)))
+        layer.moving_mean.assign(mean.astype(np.float32))
+        layer.moving_variance.assign(variance.astype(np.float32))
+    return changes

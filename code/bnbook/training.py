@@ -1,30 +1,45 @@
-"""Training helpers shared by every chapter: seeding, compiling, fitting, timing.
+"""Run one model once: seed it, compile it, fit it, and record what happens during training.
 
 The chapters define their models in full; these helpers only remove the
-plumbing that would otherwise be written again on every page.
+plumbing that would otherwise be written again on every page. Running many
+variants side by side is :mod:`bnbook.sweeps`' job, which calls these.
+
+* :func:`set_seed` and :data:`seed_lock`: reproducible weights and batch orders.
+* :func:`compile_sgd`: SGD (optionally with momentum) and cross-entropy.
+* :func:`fit`: ``model.fit`` with one printed line per epoch and epoch times.
+* Callbacks: :class:`EpochLog` (times per epoch), :class:`StepRecorder`
+  (probes every few optimizer steps), :class:`DivergenceStop` (end a run
+  whose loss is no longer finite).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 __all__ = [
+    "STEPS_PER_EXECUTION",
+    "DivergenceStop",
     "EpochLog",
     "FitResult",
-    "accuracy",
+    "Probe",
+    "StepRecorder",
     "compile_sgd",
     "fit",
-    "image_batches",
-    "predict_proba",
     "seed_lock",
     "set_seed",
 ]
+
+#: A probe maps the model being trained to a number or an array.
+Probe = Callable[[keras.Model], Any]
 
 #: Steps run inside one compiled call. 64 makes ``fit`` about twice as fast on a
 #: CPU at batch 32 and gives the same numbers as 1 (the optimizer still updates
@@ -34,7 +49,7 @@ STEPS_PER_EXECUTION = 64
 
 #: The seed is process-wide. Threads that train side by side hold this lock from
 #: ``set_seed`` until their model is built and their shuffled batches are made, so
-#: that no other thread reseeds in between (``bnbook.parallel``, ``run_sweep``).
+#: that no other thread reseeds in between (:func:`bnbook.sweeps.run_sweep`).
 seed_lock = threading.Lock()
 
 
@@ -98,90 +113,149 @@ class FitResult:
         return float(self.history[metric][-1])
 
 
-def image_batches(pixels: np.ndarray | tf.Tensor, labels: np.ndarray | tf.Tensor, *,
-                  batch_size: int = 32, shuffle: bool = False) -> tf.data.Dataset:
-    """The batches ``model.fit`` trains on, given the images as ``pixels``.
-
-    The order is the one ``fit`` draws from arrays: Keras' array adapter makes
-    a new permutation of all indices per epoch with ``tf.random.shuffle`` (seeded
-    by the global seed when the dataset is made) and cuts it into batches, the
-    last one partial. Seed before calling.
-
-    * uint8 ``pixels`` (``load_fashion_mnist(scaled=False)``): each batch is
-      gathered from the bytes and divided by 255 in float32, as the loader
-      does, so the batches are those of ``fit(scale_pixels(pixels), labels)``,
-      while the training set sits in memory as 43 MB of bytes instead of
-      172 MB of floats.
-    * float ``pixels``: the batches of ``fit(pixels, labels)`` itself. Made
-      before training, for instance under a lock while other threads train,
-      the dataset fixes its shuffling order there, not inside ``fit``.
-
-    Same numbers either way (the tests compare the weights).
-    """
-    pixels, labels = tf.convert_to_tensor(pixels), tf.convert_to_tensor(labels)
-    scale = pixels.dtype == tf.uint8
-    n = int(pixels.shape[0])
-    n_full = n // batch_size * batch_size
-
-    def permutation(_: tf.Tensor) -> tf.Tensor:  # as keras' ArrayDataAdapter
-        indices = tf.range(n, dtype=tf.int64)
-        return tf.random.shuffle(indices) if shuffle else indices
-
-    def batch_indices(indices: tf.Tensor) -> tf.data.Dataset:
-        batches = tf.data.Dataset.from_tensor_slices(
-            tf.reshape(indices[:n_full], [-1, batch_size]))
-        if n_full < n:
-            batches = batches.concatenate(tf.data.Dataset.from_tensors(indices[n_full:]))
-        return batches
-
-    def gather(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        images = tf.gather(pixels, indices)
-        if scale:
-            images = tf.cast(images, tf.float32) / tf.constant(255.0, tf.float32)
-        return images, tf.gather(labels, indices)
-
-    n_batches = -(-n // batch_size)
-    return (tf.data.Dataset.range(1).map(permutation).prefetch(1)
-            .flat_map(batch_indices)
-            .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
-            .apply(tf.data.experimental.assert_cardinality(n_batches))  # Keras then knows the epoch's length
-            .prefetch(tf.data.AUTOTUNE))
-
-
 def fit(model: keras.Model, x: np.ndarray | tf.data.Dataset, y: np.ndarray | None = None, *,
         epochs: int, batch_size: int = 32,
         validation_data: tuple[np.ndarray, np.ndarray] | tf.data.Dataset | None = None,
-        label: str = "", verbose: bool = True, shuffle: bool = True) -> FitResult:
+        label: str = "", verbose: bool = True, shuffle: bool = True,
+        steps_per_epoch: int | None = None,
+        callbacks: Sequence[keras.callbacks.Callback] = ()) -> FitResult:
     """``model.fit`` with one printed line per epoch and the epoch times recorded.
 
     ``x`` is an array of inputs with labels ``y``, or a dataset of batches
-    (``image_batches``), which brings its own batch size and order.
+    (``bnbook.data.image_batches``), which brings its own batch size and order;
+    ``steps_per_epoch`` bounds an endless dataset (``repeated_batches``).
+    ``callbacks`` run after the epoch log.
     """
     log = EpochLog(label, verbose)
     batching = ({"shuffle": False} if isinstance(x, tf.data.Dataset)  # it brings its own order
                 else {"batch_size": batch_size, "shuffle": shuffle})
     history = model.fit(x, y, epochs=epochs, validation_data=validation_data,
-                        callbacks=[log], verbose=0, **batching)
+                        steps_per_epoch=steps_per_epoch, callbacks=[log, *callbacks],
+                        verbose=0, **batching)
     return FitResult({k: [float(v) for v in vals] for k, vals in history.history.items()},
                      log.seconds)
 
 
-def predict_proba(model: keras.Model, x: np.ndarray, *, batch_size: int = 2048) -> np.ndarray:
-    """The model's outputs on ``x`` in inference mode, as a float32 NumPy array.
+class StepRecorder(keras.callbacks.Callback):
+    """Evaluate ``probes`` every ``every`` optimizer steps (and before step 1).
 
-    Calls the model eagerly in chunks of ``batch_size`` instead of
-    ``model.predict``: nothing is traced or compiled, which matters in sweeps
-    that train dozens of short-lived models (the outputs are the same).
+    ``records`` maps names to lists, one entry per evaluation:
+
+    * ``"step"``: optimizer steps taken so far;
+    * ``"seconds"``: training wall time so far, *excluding* the time spent in
+      the probes, so curves can be drawn against steps or against seconds;
+    * ``"batch_loss"``, ``"batch_accuracy"`` (for each name in ``log_metrics``,
+      prefixed with ``batch_``): the mean of that training metric over the
+      mini-batches since the previous record, as the optimizer saw them
+      (batch statistics, weights changing); ``nan`` at step 0;
+    * one entry per probe.
+
+    Keras calls batch-level callbacks once per ``steps_per_execution`` steps,
+    so the recorder reads the step count from ``optimizer.iterations`` and
+    evaluates whenever it has passed the next multiple of ``every``. Compile
+    with ``steps_per_execution`` dividing ``every`` to record exactly on the
+    multiples. Keras logs a running mean over the epoch; the recorder turns it
+    back into means over the steps between two records.
+
+    A run whose loss stops being finite is ended by :class:`DivergenceStop`;
+    list it before the recorder, which then records the step it stopped at.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    chunks = [np.asarray(model(x[i:i + batch_size], training=False))
-              for i in range(0, len(x), batch_size)]
-    return np.concatenate(chunks, axis=0)
+
+    def __init__(self, probes: Mapping[str, Probe], every: int, *,
+                 log_metrics: Sequence[str] = ("loss", "accuracy")) -> None:
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"every must be a positive number of steps, got {every}")
+        self.probes = dict(probes)
+        self.every = int(every)
+        self.log_metrics = tuple(log_metrics)
+        self.records: dict[str, list[Any]] = {"step": [], "seconds": []}
+        self.records.update({f"batch_{m}": [] for m in self.log_metrics})
+        self.records.update({name: [] for name in self.probes})
+        self._next = 0
+        self._train_seconds = 0.0
+        self._since = 0.0
+        self._epoch_steps = 0                      # steps logged so far in this epoch
+        self._epoch_means: dict[str, float] = {}   # Keras' running means at that point
+        self._sums = dict.fromkeys(self.log_metrics, 0.0)
+        self._count = 0
+
+    def _step(self) -> int:
+        return int(self.model.optimizer.iterations.numpy())
+
+    def _record(self, step: int) -> None:
+        self.records["step"].append(step)
+        self.records["seconds"].append(self._train_seconds)
+        for metric in self.log_metrics:
+            mean = self._sums[metric] / self._count if self._count else math.nan
+            self.records[f"batch_{metric}"].append(mean)
+        self._sums = dict.fromkeys(self.log_metrics, 0.0)
+        self._count = 0
+        for name, probe in self.probes.items():
+            self.records[name].append(probe(self.model))
+
+    def _accumulate(self, batch: int, logs: Mapping[str, Any]) -> None:
+        """Add the steps since the last call to the sums, from Keras' running means."""
+        steps = batch + 1
+        new = steps - self._epoch_steps
+        if new <= 0:
+            return
+        for metric in self.log_metrics:
+            if metric in logs:
+                mean = float(logs[metric])
+                total = mean * steps - self._epoch_means.get(metric, 0.0) * self._epoch_steps
+                self._sums[metric] += total
+                self._epoch_means[metric] = mean
+        self._count += new
+        self._epoch_steps = steps
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._since = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_steps = 0
+        self._epoch_means = {}
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if not self.records["step"]:
+            self._record(self._step())          # the untrained model
+            self._next = self._step() + self.every
+            self._since = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        now = time.perf_counter()
+        self._train_seconds += now - self._since
+        logs = logs or {}
+        self._accumulate(batch, logs)
+        step = self._step()
+        if step >= self._next or self.model.stop_training:
+            self._record(step)
+            while self._next <= step:
+                self._next += self.every
+        self._since = time.perf_counter()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._count:                          # steps after the last multiple of every
+            self._record(self._step())
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The records as NumPy arrays (probe values stacked along axis 0)."""
+        return {name: np.asarray(values) for name, values in self.records.items()}
 
 
-def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, *,
-             batch_size: int = 2048) -> float:
-    """Accuracy in inference mode (BN uses its moving statistics)."""
-    probs = predict_proba(model, x, batch_size=batch_size)
-    return float(np.mean(np.argmax(probs, axis=-1) == y))
+class DivergenceStop(keras.callbacks.Callback):
+    """End training when the training loss stops being finite, and remember that it did.
+
+    A diverged run cannot come back, and going on only costs time. (Keras'
+    ``TerminateOnNaN`` stops too, but does not report it.)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.diverged = False
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.diverged = True
+            self.model.stop_training = True

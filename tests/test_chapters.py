@@ -7,7 +7,7 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from book_layout import ROOT, executable_chapters, export_notebooks, source_of, toc_files
+from booktools.layout import ROOT, executable_chapters, export_notebooks, source_of, toc_files
 
 
 def test_every_toc_entry_exists() -> None:
@@ -33,32 +33,6 @@ def test_chapters_are_myst_notebooks_with_the_python3_kernel() -> None:
         notebook = jupytext.read(source_of(page))
         assert notebook.metadata["kernelspec"]["name"] == "python3", page
         assert any(cell.cell_type == "code" for cell in notebook.cells), page
-
-
-def test_export_writes_one_notebook_per_chapter(tmp_path: Path) -> None:
-    paths = export_notebooks(tmp_path)
-    assert sorted(p.stem for p in paths) == sorted(Path(c).name for c in executable_chapters())
-    for path in paths:
-        notebook = jupytext.read(path)
-        assert notebook.cells and notebook.metadata["kernelspec"]["name"] == "python3"
-
-
-def test_cache_hand_over_refuses_unexecuted_or_edited_notebooks(tmp_path: Path) -> None:
-    import nbformat
-    import pytest
-    from jupyter_cache.base import NbValidityError
-
-    from book_layout import cache_executed
-
-    export_notebooks(tmp_path)
-    with pytest.raises(NbValidityError):  # exported, never executed
-        cache_executed(tmp_path, cache_path=tmp_path / "cache")
-    path = tmp_path / f"{Path(executable_chapters()[0]).name}.ipynb"  # the first one checked
-    notebook = nbformat.read(path, as_version=4)
-    next(c for c in notebook.cells if c.cell_type == "code").source += "\nprint('edited')"
-    nbformat.write(notebook, path)
-    with pytest.raises(ValueError, match="does not match"):
-        cache_executed(tmp_path, cache_path=tmp_path / "cache")
 
 
 def test_every_chapter_has_an_ipynb_beside_it_in_sync_with_the_md(tmp_path: Path) -> None:
@@ -121,42 +95,3 @@ def test_every_chapter_has_at_least_three_exercises_with_solutions() -> None:
         solved = set(re.findall(r"\{solution(?:-start)?\} ([\w-]+)", text))
         assert len(exercises) >= 3, page
         assert set(exercises) <= solved, f"{page}: exercises without a solution"
-
-
-def test_make_book_executes_only_stale_chapters_and_caches_them(tmp_path: Path) -> None:
-    from book_layout import cache_executed, execute_all, stale_chapters
-
-    cache = tmp_path / "cache"
-    pages = executable_chapters()
-    assert stale_chapters(cache) == pages  # empty cache: everything is stale
-    status = next(p for p in export_notebooks(tmp_path) if p.stem == "status")  # the quickest
-    seconds = execute_all([status])
-    assert seconds["status"] > 0
-    cache_executed(tmp_path, cache, only={"status"})
-    assert stale_chapters(cache) == [p for p in pages if Path(p).name != "status"]
-
-
-def test_a_chapter_that_raises_fails_the_execution(tmp_path: Path) -> None:
-    import nbclient
-    import nbformat
-
-    from book_layout import execute_all
-
-    path = tmp_path / "broken.ipynb"
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("raise ValueError('x')")])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                       "language": "python"}
-    nbformat.write(notebook, path)
-    with pytest.raises(nbclient.exceptions.CellExecutionError, match="ValueError"):
-        execute_all([path])
-
-
-def test_chapters_run_longest_first_by_the_last_benchmark(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import book_layout
-
-    table = tmp_path / "benchmark.csv"
-    table.write_text("chapter,wall time (s)\nshort,5.0\nlong,90.0\n")
-    monkeypatch.setattr(book_layout, "BENCHMARK", table)
-    paths = [Path("short.ipynb"), Path("long.ipynb"), Path("new.ipynb")]
-    assert [p.stem for p in book_layout.longest_first(paths)] == ["new", "long", "short"]

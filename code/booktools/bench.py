@@ -1,5 +1,10 @@
 """``make bench``: execute every chapter cold and record its time and memory.
 
+A measurement, not an input of the build: the table it writes,
+``book/_static/benchmark.csv``, is shown on the status page and read by
+nothing else (the build orders chapters by its own record of execution
+times, :mod:`booktools.execute`).
+
 First each chapter alone, in a fresh kernel, one after the other, as a
 reader's first run would (the data's ``.npy`` cache aside, which a first
 chapter fills): its wall time, the peak resident memory of its kernel, and
@@ -9,7 +14,7 @@ cache: two chapters at a time, longest first. Last, the time of a rebuild of
 the site after a prose-only edit, which must be a cache hit. The table goes
 to ``book/_static/benchmark.csv``, which the status page shows, and to stdout.
 
-    python tests/bench.py
+    python -m booktools bench
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ import threading
 import time
 from pathlib import Path
 
-from book_layout import (BENCHMARK, CACHE, ROOT, chapter_workers, executable_chapters,
-                         execute_notebook, execute_stale, export_notebooks, source_of)
+from booktools.execute import CACHE, chapter_workers, execute_notebook, execute_stale
+from booktools.layout import ROOT, executable_chapters, export_notebooks, source_of
+
+BENCHMARK = ROOT / "book" / "_static" / "benchmark.csv"
 
 TARGETS = {"chapter_s": 120, "book_s": 300, "kernel_mb": 1024, "rebuild_s": 30}
 
@@ -144,7 +151,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for path in export_notebooks(Path(folder)):
-            child = subprocess.run([sys.executable, __file__, "--one", str(path)],
+            child = subprocess.run([sys.executable, "-m", "booktools.bench", "--one", str(path)],
                                    capture_output=True, text=True)
             if child.returncode != 0:  # a chapter that raises: show why, not only the exit code
                 sys.exit(f"{path.stem} failed:\n{child.stderr[-3000:]}")

@@ -1,0 +1,46 @@
+"""``python -m booktools COMMAND``: the steps of ``make book``, ``make test`` and ``make bench``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+USAGE = """usage: python -m booktools COMMAND
+  execute          execute the chapters the build's cache lacks, two at a time, and cache them
+  export FOLDER    write every executable chapter as FOLDER/<stem>.ipynb
+  cache FOLDER     hand the executed FOLDER/<stem>.ipynb to the build's cache
+  bench            time every chapter cold, with its peak memory (book/_static/benchmark.csv)"""
+
+
+def main(argv: list[str]) -> None:
+    command, args = (argv[1], argv[2:]) if len(argv) > 1 else ("", [])
+    if command == "execute" and not args:
+        from booktools.execute import chapter_workers, execute_stale
+
+        start = time.perf_counter()
+        seconds = execute_stale(chapter_workers())
+        for stem, s in seconds.items():
+            print(f"executed {stem:28s} {s:6.1f} s")
+        print(f"{len(seconds)} chapters executed in {time.perf_counter() - start:.0f} s"
+              if seconds else "every chapter is in the execution cache")
+    elif command == "export" and len(args) == 1:
+        from booktools.layout import export_notebooks
+
+        for path in export_notebooks(Path(args[0])):
+            print(f"exported {path}")
+    elif command == "cache" and len(args) == 1:
+        from booktools.execute import cache_executed
+
+        for page in cache_executed(Path(args[0])):
+            print(f"cached the executed {page}")
+    elif command == "bench" and not args:
+        from booktools.bench import main as bench
+
+        bench()
+    else:
+        sys.exit(USAGE)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

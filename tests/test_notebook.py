@@ -1,0 +1,49 @@
+"""bnbook.notebook: a chapter's set-up call, the glue of a verdict, and showing source."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from bnbook.notebook import glue_claim, show_source
+from bnbook.stats import compare, format_effect
+
+
+def test_start_sets_up_a_fresh_kernel_once() -> None:
+    script = """
+import matplotlib as mpl, tensorflow as tf
+from bnbook.notebook import start
+versions = start(threads=1)
+assert tf.config.threading.get_intra_op_parallelism_threads() == 1
+assert mpl.rcParams["figure.facecolor"] == "white"
+assert versions.startswith("TensorFlow ")
+tf.constant(1.0) + 1.0
+start(threads=1)                      # the same setting again is fine
+try:
+    start(threads=2)                  # too late: TensorFlow already ran an operation
+except RuntimeError as err:
+    assert "restart the kernel" in str(err)
+else:
+    raise SystemExit("start(threads=2) after an operation should fail")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_glue_claim_glues_verdict_effect_rule_and_numbers() -> None:
+    glued: dict[str, object] = {}
+    result = compare([0.02, 0.021, 0.019, 0.02, 0.022], threshold=0.005)
+    glue_claim("ch_claim", result, glue=lambda name, value, display: glued.__setitem__(name, value))
+    assert glued["ch_claim_verdict"] == "supported"
+    assert glued["ch_claim_effect"] == result.text
+    assert glued["ch_claim_rule"] == "effect > +0.005"
+    assert glued["ch_claim_n"] == 5
+    assert glued["ch_claim_low"] < glued["ch_claim_value"] < glued["ch_claim_high"]
+
+
+def test_show_source_prints_the_function(capsys: pytest.CaptureFixture) -> None:
+    show_source(format_effect)
+    out = capsys.readouterr().out
+    assert out.startswith("# bnbook.stats.format_effect") and "def format_effect(" in out

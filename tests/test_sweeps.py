@@ -1,0 +1,132 @@
+"""bnbook.sweeps: the one runner. Rows, curves, divergence, shared compiled models, threads that
+give the numbers of one thread and of a plain fit, pairing by seed."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from bnbook.data import load_fashion_mnist, scale_pixels
+from bnbook.measure import evaluate
+from bnbook.models import build_mlp, gaussian_kernels
+from bnbook.sweeps import Variant, column, default_workers, rows_where, run_sweep
+from bnbook.training import compile_sgd, fit, set_seed
+from tiny import mlp
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def test_shared_architecture_gives_the_same_results_as_fresh_models(data):
+    def variants(arch):
+        return [Variant(f"lr {lr}", lambda: mlp("batch"), lr, epochs=2, batch_size=16,
+                        settings={"lr": lr}, arch=arch, seed=seed)
+                for lr, seed in ((0.3, None), (0.03, None), (0.3, 7))]
+    shared = run_sweep(variants("same"), data, seed=3, verbose=False)
+    fresh = run_sweep(variants(None), data, seed=3, verbose=False)
+    assert [row["seed"] for row in shared] == [3, 3, 7]
+    for a, b in zip(shared, fresh):
+        assert a["steps"] == b["steps"] == 16
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+    assert shared[0]["train_loss"] != pytest.approx(shared[1]["train_loss"], rel=1e-3)
+    assert shared[0]["train_loss"] != pytest.approx(shared[2]["train_loss"], rel=1e-3)  # seed 7
+
+
+def test_run_sweep_rows_curves_steps_and_divergence(data):
+    n = len(data[0])
+    rows = run_sweep([
+        Variant("learns", lambda: mlp(), 0.1, epochs=3, batch_size=16, record_every=4,
+                settings={"kind": "ok"}),
+        Variant("full batch", lambda: mlp("batch"), 0.5, steps=5, batch_size=n,
+                settings={"kind": "full"}),
+        Variant("explodes", lambda: mlp(activation="linear"), 1e9, epochs=3, batch_size=16,
+                initialize=gaussian_kernels(10.0), settings={"kind": "bad"}),
+    ], data, valid=data, seed=0, verbose=False)
+    ok, full, bad = rows
+    assert set(ok) >= {"label", "kind", "train_accuracy", "valid_loss", "curve", "seconds", "diverged"}
+    assert ok["steps"] == 24 and not ok["diverged"]
+    assert ok["curve"]["step"].tolist() == list(range(0, 25, 4))
+    assert ok["train_accuracy"] > 0.8 and ok["train_loss"] < 0.5 * math.log(2)
+    assert full["steps"] == 5 and full["epochs"] == 5 and "curve" not in full
+    assert bad["diverged"] and bad["steps"] < 24          # stopped early, not run to the end
+    assert column(rows, "steps", kind="full").tolist() == [5]
+    assert [r["label"] for r in rows_where(rows, diverged=False)] == ["learns", "full batch"]
+
+
+def test_threads_give_the_numbers_of_one_thread_and_of_plain_fit(data):
+    def sweep(workers):
+        return run_sweep([
+            Variant("a", lambda: mlp("batch"), 0.3, epochs=2, batch_size=16, arch="bn"),
+            Variant("b", lambda: mlp(), 0.1, epochs=2, batch_size=16, record_every=4),
+            Variant("c", lambda: mlp("batch"), 0.03, epochs=2, batch_size=16, arch="bn", seed=7),
+            Variant("d", lambda: mlp("batch"), 0.5, steps=6, batch_size=32, arch="full"),
+        ], data, valid=data, seed=3, verbose=False, workers=workers)
+    serial, threaded = sweep(1), sweep(3)
+    for one, other in zip(serial, threaded, strict=True):
+        assert one["label"] == other["label"]
+        assert (one["train_loss"], one["valid_accuracy"]) == (other["train_loss"], other["valid_accuracy"])
+    np.testing.assert_array_equal(serial[1]["curve"]["batch_loss"], threaded[1]["curve"]["batch_loss"])
+    set_seed(3)                                   # variant "b" by hand: fit on the arrays
+    model = compile_sgd(mlp(), 0.1, steps_per_execution=4)
+    model.fit(*data, epochs=2, batch_size=16, shuffle=True, verbose=0)
+    assert evaluate(model, *data)[0] == serial[1]["train_loss"]
+
+
+def test_evaluate_train_can_be_skipped(data):
+    (row,) = run_sweep([Variant("v", lambda: mlp(), 0.1, epochs=1, batch_size=32)], data,
+                       valid=data, evaluate_train=False, verbose=False)
+    assert "train_accuracy" not in row and "valid_accuracy" in row
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def test_default_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BNBOOK_WORKERS", "5")
+    assert default_workers() == 5
+    monkeypatch.setenv("BNBOOK_WORKERS", "two")
+    with pytest.raises(ValueError, match="BNBOOK_WORKERS"):
+        default_workers()
+    monkeypatch.delenv("BNBOOK_WORKERS")
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert default_workers() == 3
+
+
+def test_paired_variants_share_initial_weights(data):
+    """Same seed, with and without BN: the Dense kernels start equal (BN's own weights are not
+    random), so the two variants differ only in BN; the batch order is the seed's too."""
+    rows = run_sweep([Variant(name, lambda n=norm: mlp(n), 0.0, batch_size=16, seed=4)
+                      for name, norm in (("plain", "none"), ("bn", "batch"))],
+                     data, keep_models=True, verbose=False)
+    dense = [[layer.kernel.numpy() for layer in row["model"].layers
+              if isinstance(layer, keras.layers.Dense)] for row in rows]
+    for plain, bn in zip(*dense, strict=True):
+        np.testing.assert_array_equal(plain, bn)
+
+
+def test_uint8_runs_give_the_numbers_of_a_plain_fit_on_the_float_arrays():
+    """The replication's runs: uint8 images scaled per batch, validated each epoch, tested after."""
+    (x_train, y_train), valid, test = load_fashion_mnist(scaled=False)
+    train = (x_train[:2048], y_train[:2048])
+    valid, test = (valid[0][:512], valid[1][:512]), (test[0][:512], test[1][:512])
+
+    def build():
+        return keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                                 keras.layers.Dense(16, activation="relu"),
+                                 keras.layers.BatchNormalization(),
+                                 keras.layers.Dense(10, activation="softmax")])
+
+    [row] = run_sweep([Variant("run", build, 0.05, epochs=2, seed=7)], train, valid=valid,
+                      test=test, evaluate_train=False, validate_each_epoch=True, verbose=False)
+    set_seed(7)
+    model = compile_sgd(build(), 0.05)
+    plain = fit(model, scale_pixels(train[0]), train[1], epochs=2,
+                validation_data=(scale_pixels(valid[0]), valid[1]), verbose=False)
+    assert row["history"] == plain.history
+    assert len(row["seconds_per_epoch"]) == 2
+    assert row["test_accuracy"] == evaluate(model, scale_pixels(test[0]), test[1])[1]
+    with pytest.raises(ValueError, match="validate_each_epoch"):
+        run_sweep([Variant("run", build, 0.05)], train, validate_each_epoch=True)

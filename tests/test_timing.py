@@ -1,0 +1,76 @@
+"""bnbook.timing: interleaved rounds, median or fastest, per-step times, compiled steps."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from bnbook import timing
+from bnbook.models import build_mlp
+from bnbook.training import compile_sgd
+from tiny import bn_model, features, mlp
+
+RNG = np.random.default_rng(0)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def test_warm_times_counts_calls_and_keeps_the_median_or_the_fastest(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+    calls = []
+
+    def scripted(durations: list[float]):
+        durations = iter(durations)
+
+        def fn() -> None:  # each call "takes" the next duration on the fake clock
+            calls.append(1)
+            clock[0] += next(durations)
+        return fn
+
+    median = timing.warm_times({"f": scripted([9, 9, 9, 3, 1, 2, 5, 4])}, repeats=5, warmup=3)
+    assert len(calls) == 8 and median == {"f": 3}  # the warm-up calls are not timed
+    fastest = timing.warm_times({"f": scripted([9, 3, 1, 2])}, repeats=3, warmup=1, keep="fastest")
+    assert fastest == {"f": 1}
+    order = []
+    timing.warm_times({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+                      repeats=2, warmup=0)
+    assert order == ["a", "b", "a", "b"]  # interleaved
+    with pytest.raises(ValueError):
+        timing.warm_times({"f": lambda: None}, repeats=0)
+    rounds = timing.round_times({"f": scripted([9, 4, 6]), "g": scripted([9, 1, 2])},
+                                repeats=2, warmup=1)
+    assert rounds["f"].tolist() == [4, 6] and rounds["g"].tolist() == [1, 2]  # paired by round
+
+
+def test_compiled_train_steps_equal_fit_on_the_same_batch() -> None:
+    x, y = features(16), RNG.integers(0, 3, size=16)
+    trained = []
+    for use_fit in (True, False):
+        model = bn_model()
+        softmax = keras.Sequential([model, keras.layers.Softmax()])
+        softmax.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1),
+                        loss="sparse_categorical_crossentropy")
+        softmax.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)  # builds optimizer
+        if use_fit:
+            softmax.fit(x, y, batch_size=16, epochs=3, verbose=0, shuffle=False)
+        else:
+            timing.compiled_train_steps(softmax, x, y, steps=3)()
+        trained.append([v.numpy() for v in softmax.variables])
+    for a, b in zip(*trained):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError):
+        timing.compiled_train_steps(softmax, x, y, steps=0)
+
+
+def test_step_timers_are_positive_and_rank_a_bigger_model_slower(data):
+    small = compile_sgd(mlp(), 0.01)
+    big = compile_sgd(mlp(hidden=(2048, 2048)), 0.01)   # about 300 times the arithmetic
+    times = timing.interleaved_step_times({"small": small, "big": big}, *data, batch_size=16, steps=8,
+                                   repeats=3)
+    assert set(times) == {"small", "big"}
+    assert times["small"].shape == (3,) and np.all(times["small"] > 0)
+    assert np.median(times["small"]) < np.median(times["big"])
