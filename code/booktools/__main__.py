@@ -10,7 +10,8 @@ USAGE = """usage: python -m booktools COMMAND
   execute          execute the chapters the build's cache lacks, two at a time, and cache them
   export FOLDER    write every executable chapter as FOLDER/<stem>.ipynb
   cache FOLDER     hand the executed FOLDER/<stem>.ipynb to the build's cache
-  bench            time every chapter cold, with its peak memory (book/_static/benchmark.csv)"""
+  bench            time every chapter cold, with its peak memory (book/_static/benchmark.csv)
+  time STEM ...    run the named chapters once each, cold: wall time, CPU time, peak memory"""
 
 
 def main(argv: list[str]) -> None:
@@ -34,6 +35,10 @@ def main(argv: list[str]) -> None:
 
         for page in cache_executed(Path(args[0])):
             print(f"cached the executed {page}")
+    elif command == "time" and args:
+        from booktools.bench import time_chapters
+
+        time_chapters(args)
     elif command == "bench" and not args:
         from booktools.bench import main as bench
 
