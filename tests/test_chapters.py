@@ -63,18 +63,31 @@ def test_no_backtick_fence_has_a_backtick_in_its_info_string() -> None:
                 assert "`" not in stripped.lstrip("`"), f"{page}.md:{number}: {line}"
 
 
+def _glued_patterns(text: str) -> list[str]:
+    """Regular expressions of the names a chapter glues: ``glue("name")`` and, for
+    ``glue_claim("key", ...)``, ``key_verdict``, ``key_effect``, ... (an f-string key,
+    ``glue(f"x_{name}")``, stands for every ``x_...``)."""
+    import re
+
+    def pattern(is_f: str, key: str) -> str:
+        return re.sub(r"\\\{.*?\\\}", r"\\w+", re.escape(key)) if is_f else re.escape(key)
+
+    names = [pattern(f, k) for f, k in re.findall(r'glue\((f?)"([\w{}\[\]\'.]+)"', text)]
+    for is_f, key in re.findall(r'glue_claim\((f?)"([\w{}\[\]\'.]+)"', text):
+        names += [pattern(is_f, key) + "_" + suffix
+                  for suffix in ("verdict", "effect", "rule", "value", "low", "high", "n")]
+    return names
+
+
 def test_the_claims_ledger_shows_every_verdict_of_the_book() -> None:
-    """A chapter that glues a verdict puts it in the ledger; the ledger cites only glued keys
-    (a key glued with an f-string, ``glue(f"x_{name}")``, stands for every ``x_...``)."""
+    """A chapter that glues a verdict puts it in the ledger, with its effect and rule;
+    the ledger cites only glued keys."""
     import re
 
     ledger = (ROOT / "book" / "claims.md").read_text()
-    cited = set(re.findall(r"\{glue:text\}`(\w+)\.md::(\w+):", ledger))
-    patterns: dict[str, list[str]] = {}
-    for page in executable_chapters():
-        for is_f, key in re.findall(r'glue\((f?)"([\w{}\[\]\'.]+)"', source_of(page).read_text()):
-            pattern = re.sub(r"\\\{.*?\\\}", r"\\w+", re.escape(key)) if is_f else re.escape(key)
-            patterns.setdefault(Path(page).name, []).append(pattern)
+    cited = set(re.findall(r"\{glue:text\}`(\w+)\.md::(\w+)(?::[^`]*)?`", ledger))
+    patterns = {Path(page).name: _glued_patterns(source_of(page).read_text())
+                for page in executable_chapters()}
     unknown = {(page, key) for page, key in cited
                if not any(re.fullmatch(p, key) for p in patterns.get(page, []))}
     assert unknown == set(), "book/claims.md cites keys no chapter glues"

@@ -1,4 +1,5 @@
-"""``build_mlp``: the architecture each argument asks for, counted from first principles."""
+"""bnbook.models: the MLP each argument asks for (counted from first principles), its layers
+(noisy BN, ghost BN), the initializer hook and PreciseBN."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import numpy as np
 import pytest
 
 from bnbook import measure
-from bnbook.models import (NoisyShift, build_mlp, gaussian_kernels, normalization_layer,
-                           recompute_bn_statistics)
+from bnbook.models import (GhostBatchNormalization, NoisyShift, build_mlp, gaussian_kernels,
+                           normalization_layer, recompute_bn_statistics)
 from tiny import bn_model, features, mlp
+
+RNG = np.random.default_rng(0)
 
 
 def dense_params(n_in: int, n_out: int, bias: bool = True) -> int:
@@ -111,3 +114,36 @@ def test_recompute_bn_statistics_sets_population_statistics() -> None:
     np.testing.assert_allclose(model.predict(x, verbose=0),
                                measure.predict(model, x, training=True, batch_size=len(x)),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_ghost_batch_normalization_normalizes_each_ghost_batch() -> None:
+    layer = GhostBatchNormalization(4, momentum=0.5)
+    x = features(12, 3)
+    x[4:8] += 10.0                                   # the second ghost batch sits far away
+    out = layer(x, training=True).numpy()
+    for g in range(3):
+        part = x[4 * g:4 * g + 4]
+        expected = (part - part.mean(0)) / np.sqrt(part.var(0) + layer.epsilon)
+        np.testing.assert_allclose(out[4 * g:4 * g + 4], expected, rtol=1e-4, atol=1e-4)
+    means = np.mean([x[4 * g:4 * g + 4].mean(0) for g in range(3)], axis=0)
+    variances = np.mean([x[4 * g:4 * g + 4].var(0) for g in range(3)], axis=0)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), 0.5 * means, rtol=1e-5)
+    np.testing.assert_allclose(layer.moving_variance.numpy(), 0.5 + 0.5 * variances, rtol=1e-5)
+    moving = (x - layer.moving_mean.numpy()) / np.sqrt(layer.moving_variance.numpy() + layer.epsilon)
+    np.testing.assert_allclose(layer(x, training=False).numpy(), moving, rtol=1e-4, atol=1e-4)
+
+
+def test_ghost_batch_of_the_whole_batch_is_batch_normalization() -> None:
+    x = features(16, 5)
+    ghost, plain = GhostBatchNormalization(16), keras.layers.BatchNormalization()
+    np.testing.assert_allclose(ghost(x, training=True).numpy(), plain(x, training=True).numpy(),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ghost.moving_variance.numpy(), plain.moving_variance.numpy(), rtol=1e-5)
+    images = RNG.normal(size=(8, 3, 3, 2)).astype("float32")      # per channel, over N, H, W
+    np.testing.assert_allclose(GhostBatchNormalization(8)(images, training=True).numpy(),
+                               keras.layers.BatchNormalization()(images, training=True).numpy(),
+                               rtol=1e-4, atol=1e-5)
+    clone = keras.layers.deserialize(keras.layers.serialize(GhostBatchNormalization(4)))
+    assert clone.virtual_batch_size == 4
+    with pytest.raises(ValueError):
+        GhostBatchNormalization(0)

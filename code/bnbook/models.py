@@ -10,6 +10,7 @@ without changing it is :mod:`bnbook.measure`'s job.
 
 * :func:`build_mlp`, :func:`normalization_layer`: the MLP and its normalization layers.
 * :class:`NoisyShift`: a layer that injects a random shift after BN ("noisy BN").
+* :class:`GhostBatchNormalization`: BN whose training statistics come from sub-batches.
 * :func:`gaussian_kernels`: an initializer hook that redraws every Dense kernel.
 * :func:`recompute_bn_statistics`: PreciseBN, population statistics into every BN layer.
 """
@@ -25,6 +26,7 @@ import numpy as np
 from bnbook.measure import bn_layers, layer_input
 
 __all__ = [
+    "GhostBatchNormalization",
     "Normalization",
     "NoisyShift",
     "build_mlp",
@@ -112,6 +114,67 @@ def gaussian_kernels(stddev: float, seed: int = 0) -> Callable[[keras.Model], No
                 layer.kernel.assign(rng.normal(0.0, stddev, shape).astype("float32"))
 
     return initialize
+
+
+@keras.saving.register_keras_serializable(package="bnbook")
+class GhostBatchNormalization(keras.layers.BatchNormalization):
+    """Batch normalization with statistics over *ghost batches* of ``virtual_batch_size``.
+
+    In training mode the batch of ``N`` examples is cut into ``N / v``
+    consecutive sub-batches of ``v = virtual_batch_size``; each is normalized
+    by its own mean and (biased) variance, then scaled by the shared ``gamma``
+    and shifted by ``beta``::
+
+        x_g     = x[g*v : (g+1)*v]                       # one ghost batch, (v, ..., C)
+        x_hat_g = (x_g - mean(x_g)) / sqrt(var(x_g) + epsilon)
+        out_g   = gamma * x_hat_g + beta
+
+    The moving mean and variance are updated once per step, with the mean of
+    the ghost batches' means and variances (as ``tf.keras`` did with its
+    ``virtual_batch_size``). Inference mode is the ordinary BN with the moving
+    statistics. This is the "ghost batch normalization" of Hoffer et al.
+    (2017): the gradient of a large batch with the statistics, and the noise,
+    of small ones; it is also what unsynchronized BN computes on each device
+    of data-parallel training. The batch size must be a multiple of
+    ``virtual_batch_size`` (draw full batches, e.g. ``repeated_batches``).
+    Statistics are taken over every axis but ``axis`` (the channels).
+    """
+
+    def __init__(self, virtual_batch_size: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if int(virtual_batch_size) < 1:
+            raise ValueError(f"virtual_batch_size must be at least 1, got {virtual_batch_size}")
+        if kwargs.get("renorm"):
+            raise ValueError("GhostBatchNormalization does not combine with renorm")
+        self.virtual_batch_size = int(virtual_batch_size)
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable):
+            return super().call(inputs, training=False, mask=mask)
+        ndim = len(inputs.shape)
+        axis = self.axis % ndim
+        size = self.virtual_batch_size
+        inputs = keras.ops.cast(inputs, "float32")
+        ghosts = keras.ops.reshape(inputs, (-1, size, *inputs.shape[1:]))   # (G, v, ...)
+        reduce = [1] + [i + 1 for i in range(1, ndim) if i != axis]
+        mean = keras.ops.mean(ghosts, axis=reduce, keepdims=True)
+        variance = keras.ops.var(ghosts, axis=reduce, keepdims=True)
+        normalized = (ghosts - mean) / keras.ops.sqrt(variance + self.epsilon)
+        if self.scale:
+            normalized = normalized * self.gamma
+        if self.center:
+            normalized = normalized + self.beta
+        momentum = self.momentum
+        batch_mean = keras.ops.reshape(keras.ops.mean(mean, axis=0), (-1,))
+        batch_variance = keras.ops.reshape(keras.ops.mean(variance, axis=0), (-1,))
+        self.moving_mean.assign(self.moving_mean * momentum + batch_mean * (1.0 - momentum))
+        self.moving_variance.assign(self.moving_variance * momentum
+                                    + batch_variance * (1.0 - momentum))
+        outputs = keras.ops.reshape(normalized, keras.ops.shape(inputs))
+        return keras.ops.cast(outputs, self.compute_dtype)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "virtual_batch_size": self.virtual_batch_size}
 
 
 @keras.saving.register_keras_serializable(package="bnbook")
