@@ -244,3 +244,16 @@ def test_repeated_batches_are_full_reshuffled_passes() -> None:
     assert full[1].numpy().tolist() == list(range(10))  # the whole set, in order
     with pytest.raises(ValueError):
         next(iter(image_batches(x, y, batch_size=0)))
+
+
+@pytest.mark.parametrize("batch_size", [4, 10])
+def test_repeated_batches_scale_uint8_pixels(batch_size: int) -> None:
+    """Grey levels arrive as the float32 images of scale_pixels, in the same order."""
+    pixels = np.random.default_rng(0).integers(0, 256, size=(10, 3, 3), dtype=np.uint8)
+    y = np.arange(10, dtype=np.uint8)
+    grey = repeated_batches(pixels, y, batch_size, shuffle=True, seed=1).take(3)
+    floats = repeated_batches(scale_pixels(pixels), y, batch_size, shuffle=True, seed=1).take(3)
+    for (xa, ya), (xb, yb) in zip(grey, floats, strict=True):
+        assert xa.dtype == xb.dtype == np.float32
+        np.testing.assert_array_equal(xa.numpy(), xb.numpy())
+        np.testing.assert_array_equal(ya.numpy(), yb.numpy())
