@@ -12,7 +12,7 @@ import pytest
 from bnbook import measure
 from bnbook.models import (GhostBatchNormalization, NoisyShift, SkipInitScale, build_lenet,
                            build_mlp, build_resnet, gaussian_kernels, normalization_layer,
-                           recompute_bn_statistics, zero_residual_gammas)
+                           recompute_bn_statistics, redraw_kernels, zero_residual_gammas)
 from tiny import bn_model, features, mlp
 
 RNG = np.random.default_rng(0)
@@ -271,3 +271,22 @@ def test_zero_residual_gammas_refuses_a_model_without_residual_bn() -> None:
         zero_residual_gammas(build_resnet(block="pre"))
     with pytest.raises(ValueError, match="height, width"):
         build_lenet(input_shape=(28, 28, 1))
+
+
+def test_redraw_kernels_is_a_fresh_seeded_draw() -> None:
+    model = build_resnet((8,), 1)
+    before = [w.numpy().copy() for w in model.weights]
+
+    def kernels(seed: int) -> list[np.ndarray]:
+        keras.utils.set_random_seed(seed)
+        assert redraw_kernels(model) == 4                   # stem, two convs, classifier
+        return [layer.kernel.numpy().copy() for layer in model.layers if hasattr(layer, "kernel")]
+
+    first, again, other = kernels(1), kernels(1), kernels(2)
+    for a, b, c in zip(first, again, other, strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, c)
+    stem = model.get_layer("stem").kernel.numpy()
+    assert abs(stem.std() - np.sqrt(2 / 9)) < 0.15                # He normal, fan-in 9
+    unchanged = [w for w, old in zip(model.weights, before) if "gamma" in w.path]
+    assert all(np.all(w.numpy() == 1) for w in unchanged)

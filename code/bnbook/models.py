@@ -16,6 +16,7 @@ without changing it is :mod:`bnbook.measure`'s job.
 * :class:`NoisyShift`: a layer that injects a random shift after BN ("noisy BN").
 * :class:`GhostBatchNormalization`: BN whose training statistics come from sub-batches.
 * :func:`gaussian_kernels`: an initializer hook that redraws every Dense kernel.
+* :func:`redraw_kernels`: every kernel afresh from its own initializer (a new seed, no rebuild).
 * :func:`recompute_bn_statistics`: PreciseBN, population statistics into every BN layer.
 """
 
@@ -41,6 +42,7 @@ __all__ = [
     "gaussian_kernels",
     "normalization_layer",
     "recompute_bn_statistics",
+    "redraw_kernels",
     "zero_residual_gammas",
 ]
 
@@ -295,6 +297,29 @@ def build_resnet(widths: Sequence[int] = (8, 16, 32), blocks_per_stage: int = 1,
     h = keras.layers.GlobalAveragePooling2D()(h)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(h)
     return keras.Model(inputs, outputs, name=name)
+
+
+def redraw_kernels(model: keras.Model) -> int:
+    """Draw every Dense and Conv2D kernel afresh from its layer's own initializer; return how many.
+
+    Biases, BN parameters and moving statistics are left as they are (at
+    initialization they are constants anyway). Each kernel is drawn by a copy
+    of its initializer (same distribution and scale) seeded from NumPy's
+    global generator, so seed first (:func:`bnbook.training.set_seed`): the
+    same seed gives the same kernels. (The layer's own initializer would draw
+    the same values again: in Keras 3 an initializer fixes its seed when it is
+    made.) Drawing new kernels into one model is much cheaper than building a
+    deep model again for every seed; :func:`gaussian_kernels` draws from a
+    chosen scale instead.
+    """
+    layers = [layer for layer in model._flatten_layers(include_self=False)
+              if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))]
+    for layer in layers:
+        config = {**layer.kernel_initializer.get_config(),
+                  "seed": int(np.random.randint(2**31 - 1))}
+        draw = type(layer.kernel_initializer).from_config(config)
+        layer.kernel.assign(draw(tuple(layer.kernel.shape), dtype=layer.kernel.dtype))
+    return len(layers)
 
 
 def zero_residual_gammas(model: keras.Model) -> int:
