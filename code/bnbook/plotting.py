@@ -3,6 +3,13 @@
 Figures use an opaque white background so they stay legible when a reader
 switches the site to dark mode; colours come from a colour-blind-safe
 palette (Okabe & Ito), one fixed colour per model family.
+
+Figures are drawn at the width of the page's text column (:data:`MAX_WIDTH_IN`
+inches at :data:`DPI` dots per inch is :data:`PAGE_WIDTH_PX` pixels, the column
+of the site at a 1280-pixel window), so they are shown at their natural size,
+and every text in them (tick labels, legends, titles) is at least as large as
+the caption under them, :data:`CAPTION_PX` pixels. :func:`smallest_text_px`
+measures that for any figure.
 """
 
 from __future__ import annotations
@@ -14,7 +21,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-__all__ = ["COLORS", "color_for", "plot_learning_curves", "use_book_style"]
+__all__ = ["CAPTION_PX", "COLORS", "DPI", "MAX_WIDTH_IN", "PAGE_WIDTH_PX", "color_for",
+           "plot_learning_curves", "smallest_text_px", "use_book_style"]
+
+#: Width of the site's text column at a 1280-pixel browser window, in CSS pixels.
+PAGE_WIDTH_PX = 672
+#: Font size of the figure captions (and of the body text) on the site, in CSS pixels.
+CAPTION_PX = 16
+#: Dots per inch of the book's figures: one dot is one CSS pixel on the page.
+DPI = 110
+#: The widest figure that is shown at its natural size in the text column.
+MAX_WIDTH_IN = PAGE_WIDTH_PX / DPI
 
 #: Okabe-Ito palette, assigned to the models the book compares most often.
 COLORS: dict[str, str] = {
@@ -30,16 +47,20 @@ _STYLE = {
     "figure.facecolor": "white",
     "axes.facecolor": "white",
     "savefig.facecolor": "white",
-    "figure.dpi": 110,
-    "figure.figsize": (8.0, 3.6),
+    "figure.dpi": DPI,
+    "savefig.dpi": DPI,
+    "figure.figsize": (MAX_WIDTH_IN, 3.4),
     "figure.constrained_layout.use": True,
     "axes.grid": True,
     "grid.alpha": 0.3,
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "axes.titlesize": 11,
-    "axes.labelsize": 10,
-    "legend.fontsize": 9,
+    "font.size": 11,            # 11 pt at 110 dpi: 16.8 px, as large as the caption
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 11,
+    "ytick.labelsize": 11,
+    "legend.fontsize": 11,
     "legend.frameon": False,
     "lines.linewidth": 1.8,
     "axes.prop_cycle": mpl.cycler(color=[COLORS[k] for k in
@@ -50,6 +71,22 @@ _STYLE = {
 def use_book_style() -> None:
     """Apply the book's matplotlib style to every later figure of the kernel."""
     mpl.rcParams.update(_STYLE)
+
+
+def smallest_text_px(fig: Figure) -> float:
+    """The size, in CSS pixels on the page, of the smallest visible text in ``fig``.
+
+    A figure wider than the text column is shrunk to fit it, and its text with
+    it; a narrower one is shown at its natural size (one dot, one pixel).
+    """
+    fig.canvas.draw()
+    scale = min(1.0, PAGE_WIDTH_PX / (fig.get_figwidth() * fig.dpi))
+    sizes = [text.get_fontsize() / 72 * fig.dpi * scale
+             for text in fig.findobj(mpl.text.Text)
+             if text.get_visible() and text.get_text().strip()]
+    if not sizes:
+        raise ValueError("the figure has no visible text: label its axes")
+    return float(min(sizes))
 
 
 def color_for(name: str) -> str:
