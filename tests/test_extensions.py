@@ -1,5 +1,6 @@
-"""The book's own Sphinx extensions (book/_ext): reading times, and practice rules that stand
-only while their claim's verdict backs them. The built pages are checked in test_site."""
+"""The book's own Sphinx extensions (book/_ext): reading times, practice rules that stand
+only while their claim's verdict backs them, the single-page build.
+The built pages are checked in test_site."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ sys.path.insert(0, str(ROOT / "book" / "_ext"))
 
 import practice_rules  # noqa: E402
 import reading_time  # noqa: E402
+import single_page  # noqa: E402
 
 
 def test_reading_time_counts_prose_not_code_or_outputs() -> None:
@@ -42,3 +44,10 @@ def test_glued_text_reads_a_string_as_the_text_role_shows_it() -> None:
     assert practice_rules.glued_text(data, "k_effect").startswith("+0.016 ± 0.003")
     assert practice_rules.glued_text(data, "k_n") == "5"
     assert practice_rules.glued_text(data, "missing") is None
+
+
+def test_the_single_page_builder_also_gets_the_html_node_handlers() -> None:
+    handlers = {"html": {"hidden": ("visit_h", None), "exercise": ("html", None)},
+                "singlehtml": {"exercise": ("single", None)}}
+    merged = single_page.merged_handlers(handlers, "singlehtml")
+    assert merged == {"hidden": ("visit_h", None), "exercise": ("single", None)}
