@@ -3,20 +3,23 @@
 ``make pdf`` builds the book with Sphinx's ``singlehtml`` builder, from the same execution cache
 as the site (every chapter a cache hit: nothing is executed), into ``_build/singlehtml``; then
 :func:`print_pdf` opens that page, served on 127.0.0.1 with every other request blocked, in
-Debian's Chromium through Playwright, opens the collapsed checks (:data:`READY_JS`), waits until MathJax
-has typeset every equation and every figure has loaded, and prints it: A4, each chapter from a new
-page, page numbers, the headings as PDF bookmarks (:func:`tidy` repairs their titles), the book's
-title and author. It lands beside the site, in ``_build/html``, where the landing page links to it.
+Debian's Chromium through Playwright, opens the collapsed checks (:data:`READY_JS`), waits until
+MathJax has typeset every equation and every figure has loaded, and prints it: A4, each chapter
+from a new page, page numbers, the headings as PDF bookmarks (:func:`tidy` repairs their titles),
+the book's title and author. It lands beside the site, in ``_build/html``, where the landing page
+links to it.
 
 Why Chromium, and not the two other ways:
 
-* Jupyter Book's own ``pdfhtml`` builder prints the same single page with Playwright too, but
-  launches Playwright's downloaded Chromium (``playwright install``, which needs the network; it
-  cannot be pointed at ``/usr/bin/chromium``), opens the page from ``file://`` without waiting
-  for MathJax, and prints with no side margins and no bookmarks.
-* ``pdflatex`` needs TeX Live (hundreds of megabytes of Debian packages, none installed here) and
-  a second rendering of every page through LaTeX: glued HTML outputs are dropped, Unicode in the
-  prose needs XeLaTeX, and the book's own directives and roles each need LaTeX support.
+* Jupyter Book's own ``pdfhtml`` builder (1.0.4) prints the same single page with Playwright
+  too (not pyppeteer, as older versions did), but launches Playwright's own Chromium, which
+  ``playwright install`` must download, with no way to name ``/usr/bin/chromium``; it opens the
+  page from ``file://`` without waiting for MathJax and prints with no side margins and no
+  bookmarks.
+* ``pdflatex`` needs TeX Live (none of it is installed here; Debian's packages for Sphinx's
+  LaTeX are hundreds of megabytes) and renders every page a second way: MyST-NB gives LaTeX only
+  the outputs that have a LaTeX, image or plain-text form, and the prose's Unicode (γ, ±, ≈)
+  needs XeLaTeX or LaTeX set up character by character.
 * Chromium prints the pages as the site shows them: the equations typeset by the same offline
   MathJax, the figures the PNGs the chapters made, every output as on the site. Playwright and
   Debian's Chromium are what the browser test already uses: nothing new to install or download.
