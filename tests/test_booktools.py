@@ -1,5 +1,6 @@
 """booktools: export of the chapters, execution two at a time, hand-over to the build's cache,
-and the order of execution from the build's own record of times."""
+the order of execution from the build's own record of times, the cache's survival across builds
+(``make fresh-cache``), the pinned requirements, glued values and ``make latest``."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import jupytext
 import nbclient
 import nbformat
 import pytest
-from jupyter_cache.base import NbValidityError
+from jupyter_cache import get_cache
+from jupyter_cache.base import CacheBundleIn, NbValidityError
 
-from booktools import execute
+from booktools import execute, glued, latest, layout, pins
 from booktools.execute import cache_executed, execute_all, longest_first, stale_chapters
 from booktools.layout import executable_chapters, export_notebooks
 
@@ -73,3 +75,158 @@ def test_chapters_run_longest_first_by_the_build_s_own_record(tmp_path: Path,
     assert [p.stem for p in longest_first(paths)] == ["new", "short", "long"]
     record.write_text("not json")
     assert execute.recorded_seconds() == {}    # a damaged record only loses the order
+
+
+# --- make fresh-cache: the execution cache survives unchanged dependencies -----------------
+
+def _project(root: Path, requirements: str = "numpy==2.0\n# The tests.\npytest==9.0\n",
+             module: str = "x = 1\n") -> Path:
+    """A minimal project: requirements.txt, code/bnbook/a.py, and an execution cache."""
+    (root / "code" / "bnbook").mkdir(parents=True, exist_ok=True)
+    (root / "requirements.txt").write_text(requirements)
+    (root / "code" / "bnbook" / "a.py").write_text(module)
+    (root / "_build" / ".jupyter_cache").mkdir(parents=True, exist_ok=True)
+    (root / "_build" / ".jupyter_cache" / "entry").write_text("executed")
+    return root
+
+
+def _fresh(root: Path) -> bool:
+    return execute.fresh_cache(root / "_build" / ".jupyter_cache", root / "_build" / ".deps-hash", root)
+
+
+def test_fresh_cache_clears_a_cache_without_a_record_of_its_dependencies(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    assert _fresh(root)  # restored from elsewhere, no hash: cannot be trusted
+    assert not (root / "_build" / ".jupyter_cache").exists()
+    assert (root / "_build" / ".deps-hash").read_text().strip() == execute.dependency_hash(root)
+
+
+def test_fresh_cache_keeps_the_cache_while_the_dependencies_are_unchanged(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    _fresh(root)
+    _project(root)  # the build fills the cache again
+    assert not _fresh(root)
+    assert (root / "_build" / ".jupyter_cache" / "entry").is_file()
+    _project(root, requirements="numpy==2.0\n# The tests.\npytest==9.1\n")  # a new test tool only
+    assert not _fresh(root)
+
+
+@pytest.mark.parametrize("change", [{"requirements": "numpy==2.1\n# The tests.\npytest==9.0\n"},
+                                    {"module": "x = 2\n"}])
+def test_fresh_cache_clears_the_cache_when_the_dependencies_changed(tmp_path: Path,
+                                                                   change: dict[str, str]) -> None:
+    root = _project(tmp_path)
+    _fresh(root)
+    _project(root, **change)
+    assert _fresh(root)
+    assert not (root / "_build" / ".jupyter_cache").exists()
+
+
+# --- requirements: Binder's copy, and the pins make latest lifts ---------------------------
+
+REQUIREMENTS_TEXT = """# The book.
+jupyter-book==1.0.4.post1
+# The computations.
+tensorflow-cpu==2.21.0
+Keras==3.15.1  # a comment
+# The tests.
+pytest==9.2.0
+"""
+
+
+def test_read_pins_requires_exact_pins() -> None:
+    assert pins.read_pins(REQUIREMENTS_TEXT)["keras"] == "3.15.1"
+    with pytest.raises(ValueError, match="line 2"):
+        pins.read_pins("numpy==2.0\nscipy>=1.0\n")
+
+
+def test_disagreements_name_every_pin_that_differs_or_is_missing() -> None:
+    pinned = pins.read_pins(REQUIREMENTS_TEXT)
+    assert pins.disagreements({"keras": "3.15.1"}, pinned) == []
+    assert pins.disagreements({"keras": "3.15.0", "scipy": "1.0"}, pinned) == [
+        "keras==3.15.0, but requirements.txt pins keras==3.15.1",
+        "scipy==1.0 is not in requirements.txt"]
+
+
+def test_relaxed_lifts_only_the_computations() -> None:
+    text = pins.relaxed(REQUIREMENTS_TEXT)
+    assert "\ntensorflow-cpu\nKeras\n" in text
+    assert "jupyter-book==1.0.4.post1" in text and "pytest==9.2.0" in text
+    assert pins.group(REQUIREMENTS_TEXT) == {"tensorflow-cpu": "2.21.0", "keras": "3.15.1"}
+    assert pins.without_group(REQUIREMENTS_TEXT).endswith("Keras==3.15.1  # a comment\n")
+    with pytest.raises(ValueError, match="no pinned package"):
+        pins.relaxed(REQUIREMENTS_TEXT, heading="# Absent.")
+
+
+def test_the_computations_make_latest_lifts_are_the_book_s_libraries() -> None:
+    lifted = pins.group(pins.REQUIREMENTS.read_text())
+    assert {"tensorflow-cpu", "keras", "numpy"} <= set(lifted)
+    assert not {"jupyter-book", "pytest"} & set(lifted)
+
+
+# --- glued values, and the report of what changed ---------------------------------------------
+
+def _glue_output(name: str, text: str, display: bool = False) -> nbformat.NotebookNode:
+    """A display output as myst_nb.glue writes it (display=False prefixes the MIME types)."""
+    prefix = "" if display else "application/papermill.record/"
+    return nbformat.v4.new_output("display_data", data={f"{prefix}text/plain": text},
+                                  metadata={"scrapbook": {"name": name, "mime_prefix": prefix}})
+
+
+def test_glued_values_reads_every_glued_value_and_figure() -> None:
+    cell = nbformat.v4.new_code_cell("glue(...)")
+    cell.outputs = [_glue_output("a_verdict", "'supported'"), _glue_output("a_n", "5", display=True),
+                    nbformat.v4.new_output("display_data", data={"text/plain": "not glued"}),
+                    nbformat.v4.new_output("display_data", metadata={"scrapbook": {
+                        "name": "a_fig", "mime_prefix": ""}},
+                        data={"image/png": "iVBOR", "text/plain": "<Figure>"})]
+    values = glued.glued_values(nbformat.v4.new_notebook(cells=[cell]))
+    assert values == {"a_verdict": "'supported'", "a_n": "5", "a_fig": "<figure>"}
+
+
+def test_changes_and_report_put_verdicts_first_and_leave_out_wall_clock_values() -> None:
+    old = {"ch": {"ch_x_verdict": "'supported'", "ch_x_effect": "'+0.1'", "ch_seconds": "3.0",
+                  "ch_gone": "1"}}
+    new = {"ch": {"ch_x_verdict": "'inconclusive'", "ch_x_effect": "'+0.1'", "ch_seconds": "4.0",
+                  "ch_new": "2"}}
+    rows = glued.changes(old, new)
+    assert [r[1] for r in rows] == ["ch_gone", "ch_new", "ch_x_verdict"]
+    table = glued.report(rows).splitlines()
+    assert table[2] == "| ch | ch_x_verdict | 'supported' | 'inconclusive' |"
+    assert "| ch | ch_gone | 1 | (absent) |" in table
+    assert glued.report([]) == "No glued value or verdict changed.\n"
+
+
+def test_cached_values_reads_the_executed_chapter_from_the_build_s_cache(tmp_path: Path) -> None:
+    notebook = jupytext.read(layout.source_of("book/status"))
+    next(c for c in notebook.cells if c.cell_type == "code").outputs = [_glue_output("k", "7")]
+    get_cache(str(tmp_path)).cache_notebook_bundle(
+        CacheBundleIn(notebook, str(layout.source_of("book/status"))), check_validity=False)
+    assert glued.cached_values(tmp_path, ["book/status", "book/concept"]) == {"status": {"k": "7"}}
+
+
+# --- make latest ---------------------------------------------------------------------------
+
+def test_latest_keeps_going_past_a_chapter_that_raises(tmp_path: Path) -> None:
+    paths = []
+    for stem, source in [("fails", "raise ValueError('a check no longer holds')"),
+                         ("runs", "print('fine')")]:
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                           "language": "python"}
+        nbformat.write(notebook, tmp_path / f"{stem}.ipynb")
+        paths.append(tmp_path / f"{stem}.ipynb")
+    errors = latest.execute_keeping_going(paths)
+    assert errors["runs"] is None
+    assert "a check no longer holds" in errors["fails"]
+    failed = nbformat.read(tmp_path / "fails.ipynb", as_version=4)
+    assert failed.cells[0].outputs[0].output_type == "error"  # written although it raised
+
+
+def test_latest_summary_names_new_versions_failures_and_changes() -> None:
+    text = latest.summary({"keras": "3.15.1", "numpy": "2.4.6"}, {"keras": "3.16.0", "numpy": "2.4.6"},
+                          {"a": None, "b": "AssertionError: x"},
+                          [("a", "a_verdict", "'supported'", "'inconclusive'")])
+    assert "| keras | 3.15.1 | 3.16.0 (new) |" in text and "| numpy | 2.4.6 | 2.4.6 |" in text
+    assert "1 raised" in text and "- `b`: AssertionError: x" in text
+    assert "| a | a_verdict | 'supported' | 'inconclusive' |" in text

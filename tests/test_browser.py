@@ -8,39 +8,25 @@ a working search. A screenshot of each page is kept in ``_build/screenshots``.
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from booktools.browser import CHROMIUM, CHROMIUM_FLAGS, offline, serve
 from booktools.layout import ROOT, executable_chapters, toc_files
 
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
 def site_url() -> Iterator[str]:
     if not (HTML / "index.html").is_file():
         pytest.fail(f"No built site in {HTML}: run `make book` first.")
-
-    class QuietHandler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(HTML)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serve(HTML) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +45,7 @@ def open_page(browser: Browser, url: str) -> tuple[Page, list[str]]:
     errors: list[str] = []
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
-        "http://127.0.0.1") or route.request.url.startswith("data:") else route.abort())
+    offline(page)
     page.goto(url, wait_until="networkidle")
     return page, errors
 

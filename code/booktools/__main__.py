@@ -11,7 +11,11 @@ USAGE = """usage: python -m booktools COMMAND
   export FOLDER    write every executable chapter as FOLDER/<stem>.ipynb
   cache FOLDER     hand the executed FOLDER/<stem>.ipynb to the build's cache
   bench            time every chapter cold, with its peak memory (book/_static/benchmark.csv)
-  time STEM ...    run the named chapters once each, cold: wall time, CPU time, peak memory"""
+  time STEM ...    run the named chapters once each, cold: wall time, CPU time, peak memory
+  fresh-cache      keep the execution cache if the dependencies are unchanged, else clear it
+  relaxed          requirements.txt with the computations' pins lifted (for make latest)
+  latest OUT [STEM ...]  execute the chapters here, compare their glued values with the cache's
+  pdf              print the single-page build (_build/singlehtml) to PDF with Chromium"""
 
 
 def main(argv: list[str]) -> None:
@@ -39,6 +43,23 @@ def main(argv: list[str]) -> None:
         from booktools.bench import time_chapters
 
         time_chapters(args)
+    elif command == "fresh-cache" and not args:
+        from booktools.execute import fresh_cache
+
+        if fresh_cache():
+            print("requirements.txt or bnbook changed (or no record of them): execution cache cleared")
+    elif command == "relaxed" and not args:
+        from booktools.pins import REQUIREMENTS, relaxed
+
+        print(relaxed(REQUIREMENTS.read_text()), end="")
+    elif command == "latest" and args:
+        from booktools.latest import main as latest
+
+        sys.exit(latest(Path(args[0]), args[1:]))
+    elif command == "pdf" and not args:
+        from booktools.pdf import print_pdf, single_page
+
+        print(f"The book as a PDF: {print_pdf(single_page())}")
     elif command == "bench" and not args:
         from booktools.bench import main as bench
 

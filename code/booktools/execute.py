@@ -22,12 +22,19 @@ changed since is executed by the build. Each execution's wall time is kept in
 ``_build/.execution-seconds.json``, the build's own record, and the next
 execution starts the longest chapters first; a fresh clone has no record and
 starts in reading order.
+
+The cache knows a chapter's code, not the libraries it ran with or ``bnbook``.
+``make fresh-cache`` (:func:`fresh_cache`) keeps it while the dependencies are
+the ones it was executed with, and clears it when they changed: their hash is
+recorded beside it, in ``_build/.deps-hash``, and CI keeps both.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -41,9 +48,11 @@ from jupyter_cache import get_cache
 from jupyter_cache.base import CacheBundleIn
 
 from booktools.layout import ROOT, executable_chapters, export_notebooks, source_of
+from booktools.pins import TESTS, without_group
 
 CACHE = ROOT / "_build" / ".jupyter_cache"
 SECONDS = ROOT / "_build" / ".execution-seconds.json"
+DEPS_HASH = ROOT / "_build" / ".deps-hash"
 CELL_TIMEOUT_S = 300  # as execute.timeout in _config.yml
 
 
@@ -111,14 +120,17 @@ def stale_chapters(cache_path: Path = CACHE) -> list[str]:
 def execute_notebook(path: Path) -> float:
     """Execute ``path`` in a fresh kernel and write the outputs back; return the seconds.
 
-    A cell that raises fails the whole run, as ``raise_on_error`` fails the build.
+    A cell that raises fails the whole run, as ``raise_on_error`` fails the build; the outputs
+    of the cells before it are written all the same.
     """
     notebook = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                            record_timing=True,
-                            resources={"metadata": {"path": str(path.parent)}}).execute()
-    nbformat.write(notebook, path)
+    try:
+        nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                                record_timing=True,
+                                resources={"metadata": {"path": str(path.parent)}}).execute()
+    finally:
+        nbformat.write(notebook, path)
     return time.perf_counter() - start
 
 
@@ -169,3 +181,32 @@ def execute_stale(workers: int = 2, cache_path: Path = CACHE) -> dict[str, float
         seconds = execute_all(paths, workers)
         cache_executed(Path(folder), cache_path, only=stale)
     return seconds
+
+
+def dependency_hash(root: Path = ROOT) -> str:
+    """16 hex digits of SHA-256 over what every chapter's results depend on besides its code:
+    ``requirements.txt`` without its test tools (group :data:`booktools.pins.TESTS`: a new pytest
+    changes no result), then each module of ``code/bnbook``, in name order."""
+    digest = hashlib.sha256(without_group((root / "requirements.txt").read_text(), TESTS).encode())
+    for module in sorted((root / "code" / "bnbook").glob("*.py")):
+        digest.update(module.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def fresh_cache(cache_path: Path = CACHE, record: Path = DEPS_HASH, root: Path = ROOT) -> bool:
+    """Keep the execution cache if it was filled with today's dependencies, else clear it.
+
+    ``record`` holds the :func:`dependency_hash` the cache was filled with; a cache without
+    one (restored from elsewhere, or from before records) cannot be trusted and is cleared
+    too. Afterwards ``record`` holds today's hash. Returns whether the cache was cleared.
+    """
+    current = dependency_hash(root)
+    try:
+        kept = record.read_text().strip() == current
+    except OSError:
+        kept = False
+    if not kept:
+        shutil.rmtree(cache_path, ignore_errors=True)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(current + "\n")
+    return not kept
