@@ -21,7 +21,7 @@ from booktools import bench, execute
 from booktools.execute import cache_executed, execute_all, longest_first, stale_chapters
 from booktools.failures import ChapterFailed
 from booktools.layout import ROOT, cell_lines, chapter_source, executable_chapters, export_notebooks
-from booktools.processes import alive, descendants, stop
+from booktools.processes import Interrupted, alive, descendants, signals_ignored, signals_raise, stop
 
 
 def test_export_writes_one_notebook_per_chapter(tmp_path: Path) -> None:
@@ -254,3 +254,15 @@ def test_stop_ends_a_process_tree_even_one_that_ignores_sigterm() -> None:
     finally:
         for pid in descendants(os.getpid()):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_signals_raise_then_are_ignored_then_restored() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted) as caught, signals_raise():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
+    assert caught.value.exit_code == 143 and caught.value.name == "SIGTERM"
+    with signals_ignored():
+        os.kill(os.getpid(), signal.SIGINT)  # nothing happens
+        time.sleep(0.1)
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -16,6 +16,7 @@ code blocks may scroll sideways, never the page.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import threading
@@ -75,6 +76,16 @@ def open_page(browser: Browser, url: str, *, mode: str = "light",
         "http://127.0.0.1") or route.request.url.startswith("data:") else route.abort())
     page.goto(url, wait_until="networkidle")
     return page, errors
+
+
+@contextlib.contextmanager
+def opened(browser: Browser, url: str, **options: object) -> Iterator[Page]:
+    """:func:`open_page` as a ``with`` block that closes the page."""
+    page, _ = open_page(browser, url, **options)
+    try:
+        yield page
+    finally:
+        page.close()
 
 
 ARTICLE_TEXT_JS = """() => {
@@ -139,20 +150,16 @@ def violations(page: Page) -> list[str]:
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("page_name", ALL_PAGES)
 def test_no_wcag_violation(browser: Browser, site_url: str, page_name: str, mode: str) -> None:
-    page, _ = open_page(browser, f"{site_url}/{page_name}.html", mode=mode)
-    try:
+    with opened(browser, f"{site_url}/{page_name}.html", mode=mode) as page:
         assert page.evaluate("document.documentElement.dataset.theme") == mode
         if page.locator("mjx-container").count() or "$" in _source(page_name):
             page.wait_for_selector("mjx-container", state="attached", timeout=20_000)
         assert violations(page) == []
-    finally:
-        page.close()
 
 
 def test_axe_finds_a_violation_when_there_is_one(browser: Browser, site_url: str) -> None:
     """The check above can fail: grey text on grey and an image without alt text are found."""
-    page, _ = open_page(browser, f"{site_url}/{toc_files()[0]}.html")
-    try:
+    with opened(browser, f"{site_url}/{toc_files()[0]}.html") as page:
         page.evaluate("""() => {
           const p = document.createElement('p');
           p.textContent = 'barely visible';
@@ -161,8 +168,6 @@ def test_axe_finds_a_violation_when_there_is_one(browser: Browser, site_url: str
         }""")
         found = " ".join(violations(page))
         assert "color-contrast" in found and "image-alt" in found
-    finally:
-        page.close()
 
 
 def _source(page_name: str) -> str:
@@ -180,16 +185,13 @@ EQUATIONS_JS = """() => Array.from(document.querySelectorAll('mjx-container')).m
 def test_every_equation_can_be_read_aloud(browser: Browser, site_url: str, page_name: str) -> None:
     """MathJax puts MathML beside each equation it draws (``enableAssistiveMml``): that is
     what a screen reader reads. Each one must be there and not empty."""
-    page, _ = open_page(browser, f"{site_url}/{page_name}.html")
-    try:
+    with opened(browser, f"{site_url}/{page_name}.html") as page:
         page.wait_for_selector("mjx-container", state="attached", timeout=20_000)
         page.wait_for_function("() => window.MathJax && MathJax.startup && "
                                "MathJax.startup.promise", timeout=20_000)
         page.evaluate("() => MathJax.startup.promise")
         spoken = page.evaluate(EQUATIONS_JS)
         assert spoken and all(spoken), f"{spoken.count('')} of {len(spoken)} equations have no MathML"
-    finally:
-        page.close()
 
 
 FOCUS_JS = """() => {
@@ -210,8 +212,7 @@ def test_the_keyboard_alone_reaches_the_content(browser: Browser, site_url: str,
                                                 mode: str) -> None:
     """The first Tab shows a skip link; Enter on it moves on to the main content; and every
     element the next Tabs reach shows a focus outline."""
-    page, _ = open_page(browser, f"{site_url}/{page_name}.html", mode=mode)
-    try:
+    with opened(browser, f"{site_url}/{page_name}.html", mode=mode) as page:
         page.keyboard.press("Tab")
         page.wait_for_timeout(400)  # the skip link slides in (0.15 s)
         skip = page.evaluate(FOCUS_JS)
@@ -227,8 +228,6 @@ def test_the_keyboard_alone_reaches_the_content(browser: Browser, site_url: str,
             if not (focus["outline"] or focus["shadow"]):
                 unseen.append(focus)
         assert not unseen, f"focus not visible on {unseen}"
-    finally:
-        page.close()
 
 
 # ----------------------------------------------------------------- width (issue 19)
@@ -244,8 +243,7 @@ CELLS = ".cell_input pre, .cell_output pre, .cell_output .output, .cell_output t
 def test_88_characters_fit_a_code_cell_at_1280_px(browser: Browser, site_url: str) -> None:
     """The book's code width (88 characters) fits the column: a line of 88 characters in a
     code cell and in an output does not scroll, and one of 100 does (so the check can fail)."""
-    page, _ = open_page(browser, f"{site_url}/{executable_chapters()[0]}.html", width=1280)
-    try:
+    with opened(browser, f"{site_url}/{executable_chapters()[0]}.html", width=1280) as page:
         for length, fits in ((88, True), (100, False)):
             page.evaluate("""(n) => ['.cell_input pre', '.cell_output pre'].forEach(s => {
               const pre = document.querySelector(s);
@@ -253,28 +251,20 @@ def test_88_characters_fit_a_code_cell_at_1280_px(browser: Browser, site_url: st
               pre.dataset.probe = 'yes'; })""", length)
             wide = page.evaluate(OVERFLOW_JS, "pre[data-probe]")
             assert (not wide) == fits, (length, wide)
-    finally:
-        page.close()
 
 
 @pytest.mark.parametrize("page_name", executable_chapters())
 def test_code_and_outputs_fit_the_column_at_1280_px(browser: Browser, site_url: str,
                                                     page_name: str) -> None:
-    page, _ = open_page(browser, f"{site_url}/{page_name}.html", width=1280)
-    try:
+    with opened(browser, f"{site_url}/{page_name}.html", width=1280) as page:
         page.evaluate("""() => document.querySelectorAll('details').forEach(d => d.open = true)""")
         wide = page.evaluate(OVERFLOW_JS, CELLS)
         assert not wide, f"{len(wide)} code cells or outputs scroll sideways at 1280 px: {wide}"
-    finally:
-        page.close()
 
 
 @pytest.mark.parametrize("page_name", toc_files())
 def test_on_a_phone_only_code_scrolls_sideways(browser: Browser, site_url: str,
                                                page_name: str) -> None:
-    page, _ = open_page(browser, f"{site_url}/{page_name}.html", width=390)
-    try:
+    with opened(browser, f"{site_url}/{page_name}.html", width=390) as page:
         width = page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
         assert width[0] <= width[1], f"the page is {width[0]} px wide on a {width[1]} px screen"
-    finally:
-        page.close()

@@ -61,7 +61,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from booktools import failures
 from booktools.failures import ChapterFailed
 from booktools.layout import ROOT, executable_chapters, export_notebooks, source_of
-from booktools.processes import Interrupted, descendants, signals_raise, stop
+from booktools.processes import Interrupted, descendants, signals_ignored, signals_raise, stop
 
 CACHE = ROOT / "_build" / ".jupyter_cache"
 SECONDS = ROOT / "_build" / ".execution-seconds.json"
@@ -268,8 +268,9 @@ def execute_all(paths: list[Path], workers: int = 2) -> dict[str, float]:
                         reports.append(str(error))
                         _say(str(error))
         except Interrupted:
-            stop(descendants(os.getpid()))
-            pool.shutdown(wait=False, cancel_futures=True)
+            with signals_ignored():  # a second Ctrl-C must not cut the clean-up short
+                stop(descendants(os.getpid()))
+                pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown()
     if reports:

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 class Interrupted(Exception):
@@ -95,15 +96,25 @@ def _raise_interrupted(signum: int, frame: object) -> None:
 
 
 @contextlib.contextmanager
-def signals_raise() -> Iterator[None]:
-    """Inside the block, SIGINT and SIGTERM raise :class:`Interrupted` (main thread only;
-    elsewhere signals cannot be caught and the block changes nothing)."""
+def _signals_handled_by(handler: Any) -> Iterator[None]:
+    """SIGINT and SIGTERM go to ``handler`` inside the block (main thread only: elsewhere
+    signals cannot be handled, and the block changes nothing)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def signals_raise() -> contextlib.AbstractContextManager[None]:
+    """Inside the block, SIGINT and SIGTERM raise :class:`Interrupted`."""
+    return _signals_handled_by(_raise_interrupted)
+
+
+def signals_ignored() -> contextlib.AbstractContextManager[None]:
+    """Inside the block, SIGINT and SIGTERM are ignored (while stopping what an interrupt stops)."""
+    return _signals_handled_by(signal.SIG_IGN)
