@@ -1,5 +1,6 @@
-"""The book's own Sphinx extensions (book/_ext): reading times, and practice rules that stand
-only while their claim's verdict backs them. The built pages are checked in test_site."""
+"""The book's own Sphinx extensions (book/_ext): reading times, practice rules that stand
+only while their claim's verdict backs them, and the accessibility fixes. The built pages are
+checked in test_site and test_browser."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from booktools.layout import ROOT
 
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 
+import accessibility  # noqa: E402
 import practice_rules  # noqa: E402
 import reading_time  # noqa: E402
 
@@ -42,3 +44,15 @@ def test_glued_text_reads_a_string_as_the_text_role_shows_it() -> None:
     assert practice_rules.glued_text(data, "k_effect").startswith("+0.016 ± 0.003")
     assert practice_rules.glued_text(data, "k_n") == "5"
     assert practice_rules.glued_text(data, "missing") is None
+
+
+def test_bibliography_entries_become_list_items() -> None:
+    body = ('<div role="list" class="citation-list">\n<div class="citation" id="id6" '
+            'role="doc-biblioentry">\n<span class="label">[BKH16]</span></div>')
+    fixed = accessibility.list_items_not_biblioentries(body)
+    assert 'role="doc-biblioentry"' not in fixed
+    assert fixed.count('role="listitem"') == 1 and 'role="list"' in fixed
+
+
+def test_the_accessibility_stylesheet_exists_where_the_extension_serves_it() -> None:
+    assert (accessibility.CSS_DIR / accessibility.CSS_FILE).is_file()
