@@ -1,6 +1,6 @@
 """The book's own Sphinx extensions (book/_ext): reading times, practice rules that stand
-only while their claim's verdict backs them, the status page's facts, the single-page build.
-The built pages are checked in test_site."""
+only while their claim's verdict backs them, the status page's facts, the single-page build, and
+the accessibility fixes. The built pages are checked in test_site and test_browser."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from booktools.layout import ROOT
 
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 
+import accessibility  # noqa: E402
 import practice_rules  # noqa: E402
 import reading_time  # noqa: E402
 import single_page  # noqa: E402
@@ -76,3 +77,15 @@ def test_the_single_page_builder_also_gets_the_html_node_handlers() -> None:
                 "singlehtml": {"exercise": ("single", None)}}
     merged = single_page.merged_handlers(handlers, "singlehtml")
     assert merged == {"hidden": ("visit_h", None), "exercise": ("single", None)}
+
+
+def test_bibliography_entries_become_list_items() -> None:
+    body = ('<div role="list" class="citation-list">\n<div class="citation" id="id6" '
+            'role="doc-biblioentry">\n<span class="label">[BKH16]</span></div>')
+    fixed = accessibility.list_items_not_biblioentries(body)
+    assert 'role="doc-biblioentry"' not in fixed
+    assert fixed.count('role="listitem"') == 1 and 'role="list"' in fixed
+
+
+def test_the_accessibility_stylesheet_exists_where_the_extension_serves_it() -> None:
+    assert (accessibility.CSS_DIR / accessibility.CSS_FILE).is_file()

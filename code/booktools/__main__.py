@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 USAGE = """usage: python -m booktools COMMAND
@@ -19,6 +21,32 @@ USAGE = """usage: python -m booktools COMMAND
 
 
 def main(argv: list[str]) -> None:
+    """Run one command; a chapter that failed, or an interrupt, ends it with a line that says so."""
+    guarded(argv[1] if len(argv) > 1 else "", lambda: run(argv))
+
+
+def guarded(command: str, action: Callable[[], object]) -> None:
+    """Run ``action``; a chapter that failed ends it with each chapter's first line and exit
+    code 1, SIGINT or SIGTERM with one line that says the build was interrupted (130, 143)."""
+    from booktools.failures import ChapterFailed
+    from booktools.processes import Interrupted
+
+    try:
+        action()
+    except ChapterFailed as error:
+        if not error.reported:
+            print(error, file=sys.stderr)
+        lines = "\n".join(f"  {line}" for line in error.headlines)
+        sys.exit(f"booktools {command}: {len(error.headlines)} chapter(s) failed:\n{lines}")
+    except (Interrupted, KeyboardInterrupt) as error:
+        signum = error.signum if isinstance(error, Interrupted) else signal.SIGINT
+        print(f"booktools {command}: the build was interrupted ({signal.Signals(signum).name}); "
+              "its chapter workers and their kernels were stopped", file=sys.stderr, flush=True)
+        sys.exit(128 + signum)
+
+
+def run(argv: list[str]) -> None:
+    """The command of ``argv`` (``python -m booktools COMMAND ARGS``)."""
     command, args = (argv[1], argv[2:]) if len(argv) > 1 else ("", [])
     if command == "execute" and not args:
         from booktools.execute import chapter_workers, execute_stale
