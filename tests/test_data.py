@@ -329,3 +329,12 @@ def test_repeated_batches_are_full_reshuffled_passes() -> None:
     assert full[1].numpy().tolist() == list(range(10))  # the whole set, in order
     with pytest.raises(ValueError):
         next(iter(image_batches(x, y, batch_size=0)))
+
+
+def test_repeated_batches_scale_grey_levels_as_the_loader_does() -> None:
+    pixels = np.arange(12, dtype=np.uint8).reshape(6, 2) * 20
+    labels = np.arange(6, dtype=np.uint8)
+    for batch_size in (3, 6):   # mini-batches and the full batch
+        images, y = next(iter(repeated_batches(pixels, labels, batch_size, shuffle=False, seed=0)))
+        assert images.dtype == np.float32
+        np.testing.assert_array_equal(images.numpy(), scale_pixels(pixels[y.numpy()]))
