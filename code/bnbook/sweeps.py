@@ -117,7 +117,8 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
               seed: int = 0, stop_on_nan: bool = True, shuffle: bool = True,
               evaluate_train: bool = True, validate_each_epoch: bool = False,
               keep_models: bool = False, verbose: bool = True,
-              workers: int | None = None) -> list[dict[str, Any]]:
+              workers: int | None = None,
+              eval_batch_size: int | None = None) -> list[dict[str, Any]]:
     """Train each variant with SGD and return one row per variant, in the order given.
 
     Each row holds ``label``, the variant's ``settings``, ``seed``,
@@ -140,6 +141,12 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
     Keras' history (an average over the epoch, computed with batch statistics
     while the weights were still changing).
 
+    ``eval_batch_size`` is the chunk those inference-mode evaluations feed
+    the model at once (default: :func:`bnbook.measure.predict`'s 2,048); it
+    does not change the results, only the memory: a convolutional network's
+    feature maps for 2,048 images take tens of megabytes per layer, and the
+    process keeps that memory once it has had it.
+
     Variants that share no compiled model train side by side, in up to
     ``workers`` threads (default :func:`default_workers`); threads take them
     in the order given, so list the longest first. Only ``seconds`` depends
@@ -152,7 +159,7 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
     sweep = _Sweep(train, valid=valid, test=test, seed=seed, stop_on_nan=stop_on_nan,
                    shuffle=shuffle, evaluate_train=evaluate_train,
                    validate_each_epoch=validate_each_epoch, keep_models=keep_models,
-                   verbose=verbose)
+                   verbose=verbose, eval_batch_size=eval_batch_size)
     rows: dict[int, dict[str, Any]] = {}
     workers = min(workers or default_workers(), len(groups)) or 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -189,7 +196,8 @@ class _Sweep:
 
     def __init__(self, train: Split, *, valid: Split | None, test: Split | None, seed: int,
                  stop_on_nan: bool, shuffle: bool, evaluate_train: bool,
-                 validate_each_epoch: bool, keep_models: bool, verbose: bool) -> None:
+                 validate_each_epoch: bool, keep_models: bool, verbose: bool,
+                 eval_batch_size: int | None = None) -> None:
         if validate_each_epoch and valid is None:
             raise ValueError("validate_each_epoch needs valid=(x, y)")
         self.train = train   # tensors once for all variants: tf.data then feeds Keras without copies
@@ -199,6 +207,7 @@ class _Sweep:
         self.valid, self.test, self.seed = valid, test, seed
         self.stop_on_nan, self.shuffle = stop_on_nan, shuffle
         self.evaluate_train, self.keep_models, self.verbose = evaluate_train, keep_models, verbose
+        self.eval_batch_size = eval_batch_size
         self.thread_state = threading.local()
         self.start = time.perf_counter()
 
@@ -283,7 +292,8 @@ class _Sweep:
         for split, data in (("train", self.train if self.evaluate_train else None),
                             ("valid", self.valid), ("test", self.test)):
             if data is not None:
-                row[f"{split}_loss"], row[f"{split}_accuracy"] = evaluate(model, *data)
+                row[f"{split}_loss"], row[f"{split}_accuracy"] = evaluate(
+                    model, *data, batch_size=self.eval_batch_size)
                 losses.append(row[f"{split}_loss"])
         row["diverged"] = bool(stop.diverged or not all(math.isfinite(loss) for loss in losses))
         if recorder is not None:
