@@ -244,3 +244,40 @@ def test_repeated_batches_are_full_reshuffled_passes() -> None:
     assert full[1].numpy().tolist() == list(range(10))  # the whole set, in order
     with pytest.raises(ValueError):
         next(iter(image_batches(x, y, batch_size=0)))
+
+
+def test_as_tensor_copies_a_read_only_array_once_and_forgets_it_with_the_array() -> None:
+    import gc
+
+    pixels = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    pixels.setflags(write=False)
+    first = data.as_tensor(pixels)
+    assert data.as_tensor(pixels) is first              # one copy, however often it is asked
+    np.testing.assert_array_equal(first.numpy(), pixels)
+    cached = len(data._TENSORS)
+    del pixels
+    gc.collect()
+    assert len(data._TENSORS) == cached - 1           # the copy goes with its array
+
+
+def test_as_tensor_converts_writeable_arrays_every_time() -> None:
+    pixels = np.zeros((2, 3), dtype=np.float32)
+    first = data.as_tensor(pixels)
+    pixels[0, 0] = 1.0                                  # a writeable array may change ...
+    assert data.as_tensor(pixels) is not first          # ... so it is converted afresh
+    assert float(data.as_tensor(pixels)[0, 0]) == 1.0
+
+
+def test_as_tensor_hands_back_the_pages_of_a_file_mapped_array(tmp_path: Path) -> None:
+    def file_pages_mb() -> float:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status
+                        if line.startswith("RssFile:")) / 1024
+
+    np.save(tmp_path / "pixels.npy", np.arange(60_000_000, dtype=np.uint8) % 251)
+    pixels = np.load(tmp_path / "pixels.npy", mmap_mode="r")[1000:]   # a view, as the loader's
+    assert int(pixels.sum(dtype=np.int64)) > 0                         # read every page
+    before = file_pages_mb()
+    tensor = data.as_tensor(pixels)
+    assert file_pages_mb() < before - 40, "the 57 MB of file pages should have gone"
+    np.testing.assert_array_equal(pixels[-5:], tensor.numpy()[-5:])    # still readable
