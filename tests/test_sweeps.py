@@ -4,7 +4,6 @@ give the numbers of one thread and of a plain fit, pairing by seed."""
 from __future__ import annotations
 
 import math
-import sys
 
 import keras
 import numpy as np
@@ -13,8 +12,7 @@ import pytest
 from bnbook.data import load_fashion_mnist, scale_pixels
 from bnbook.measure import evaluate
 from bnbook.models import build_mlp, gaussian_kernels
-from bnbook.sweeps import (Variant, column, default_workers, release_memory, rows_where,
-                           run_sweep)
+from bnbook.sweeps import Variant, column, default_workers, rows_where, run_sweep
 from bnbook.training import compile_sgd, fit, set_seed
 from tiny import mlp
 
@@ -133,19 +131,3 @@ def test_uint8_runs_give_the_numbers_of_a_plain_fit_on_the_float_arrays():
     with pytest.raises(ValueError, match="validate_each_epoch"):
         run_sweep([Variant("run", build, 0.05)], train, validate_each_epoch=True)
 
-
-def _resident_mb() -> float:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
-def test_release_memory_hands_freed_heap_pages_back_to_the_system():
-    """Small blocks freed below a live one stay in the C heap until it is trimmed."""
-    blocks = [bytearray(4096) for _ in range(50_000)]   # 200 MB from the C heap
-    last = blocks[-1]                                   # keeps the heap's top in use
-    del blocks
-    before = _resident_mb()
-    assert release_memory() is True
-    assert _resident_mb() < before - 100, "the freed 200 MB should have left the process"
-    assert len(last) == 4096

@@ -29,8 +29,6 @@ batches or for Python; on 2 cores, 3 threads measured about 10 % faster than 2).
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import gc
 import math
 import os
@@ -47,38 +45,13 @@ import tensorflow as tf
 
 from bnbook.data import as_tensor, image_batches, repeated_batches
 from bnbook.measure import evaluate
+from bnbook.memory import release_memory
 from bnbook.training import (DivergenceStop, Probe, StepRecorder, compile_sgd, fit, seed_lock,
                              set_seed)
 
-__all__ = ["Variant", "column", "default_workers", "release_memory", "rows_where", "run_sweep"]
+__all__ = ["Variant", "column", "default_workers", "rows_where", "run_sweep"]
 
 Split = tuple[np.ndarray, np.ndarray]
-
-
-@functools.cache
-def _glibc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:   # not the GNU C library (macOS, musl): nothing to trim
-        return None
-
-
-def release_memory() -> bool:
-    """Collect Python's garbage, then hand the C heap's free pages back to the system.
-
-    A finished model's buffers go back to the C allocator, which keeps them
-    for later (``malloc`` returns memory to the system only from the top of
-    its heaps); glibc's ``malloc_trim(0)`` returns every free page, so that a
-    kernel that trains model after model peaks near what it holds, not near
-    what it once held. Returns whether the trim ran (``False`` where the C
-    library is not glibc).
-    """
-    gc.collect()
-    libc = _glibc()
-    if libc is None:
-        return False
-    libc.malloc_trim(0)
-    return True
 
 
 def default_workers() -> int:
