@@ -281,3 +281,18 @@ def test_as_tensor_hands_back_the_pages_of_a_file_mapped_array(tmp_path: Path) -
     tensor = data.as_tensor(pixels)
     assert file_pages_mb() < before - 40, "the 57 MB of file pages should have gone"
     np.testing.assert_array_equal(pixels[-5:], tensor.numpy()[-5:])    # still readable
+
+
+def test_as_tensor_hands_back_only_the_pages_of_the_view_it_converts(tmp_path: Path) -> None:
+    def file_pages_mb() -> float:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status
+                        if line.startswith("RssFile:")) / 1024
+
+    np.save(tmp_path / "pixels.npy", np.arange(60_000_000, dtype=np.uint8) % 251)
+    mapped = np.load(tmp_path / "pixels.npy", mmap_mode="r")
+    assert int(mapped.sum(dtype=np.int64)) > 0                         # read every page
+    before = file_pages_mb()
+    data.as_tensor(mapped[:30_000_000])                                # the first half
+    dropped = before - file_pages_mb()
+    assert 20 < dropped < 40, f"{dropped:.0f} MB dropped; the half is 29 MB"

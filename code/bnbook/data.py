@@ -349,12 +349,25 @@ def as_tensor(array: Any) -> tf.Tensor:
     if cached is not None and cached[0]() is array:
         return cached[1]
     tensor = tf.convert_to_tensor(array)
-    mapping = getattr(array, "_mmap", None)   # set on np.memmap arrays and their views
-    if isinstance(mapping, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
-        mapping.madvise(mmap.MADV_DONTNEED)
+    _hand_back_pages(array)
     forget = weakref.ref(array, lambda _, key=key: _TENSORS.pop(key, None))
     _TENSORS[key] = (forget, tensor)
     return tensor
+
+
+def _hand_back_pages(array: np.ndarray) -> None:
+    """Drop from this process the file pages that a memory-mapped, contiguous ``array``
+    occupies (whole pages only); reading the array again maps them back in."""
+    mapping = getattr(array, "_mmap", None)   # set on np.memmap arrays and their views
+    if not (isinstance(mapping, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED")
+            and array.flags.c_contiguous and array.nbytes):
+        return
+    base = np.frombuffer(mapping, dtype=np.uint8).__array_interface__["data"][0]
+    start = array.__array_interface__["data"][0] - base
+    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE            # round up to a page
+    last = (start + array.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE  # round down
+    if last > first:
+        mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
 
 
 def image_batches(pixels: np.ndarray | tf.Tensor, labels: np.ndarray | tf.Tensor, *,
