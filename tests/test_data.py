@@ -338,3 +338,56 @@ def test_repeated_batches_scale_grey_levels_as_the_loader_does() -> None:
         images, y = next(iter(repeated_batches(pixels, labels, batch_size, shuffle=False, seed=0)))
         assert images.dtype == np.float32
         np.testing.assert_array_equal(images.numpy(), scale_pixels(pixels[y.numpy()]))
+
+
+def test_as_tensor_copies_a_read_only_array_once_and_forgets_it_with_the_array() -> None:
+    import gc
+
+    pixels = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    pixels.setflags(write=False)
+    first = data.as_tensor(pixels)
+    assert data.as_tensor(pixels) is first              # one copy, however often it is asked
+    np.testing.assert_array_equal(first.numpy(), pixels)
+    cached = len(data._TENSORS)
+    del pixels
+    gc.collect()
+    assert len(data._TENSORS) == cached - 1           # the copy goes with its array
+
+
+def test_as_tensor_converts_writeable_arrays_every_time() -> None:
+    pixels = np.zeros((2, 3), dtype=np.float32)
+    first = data.as_tensor(pixels)
+    pixels[0, 0] = 1.0                                  # a writeable array may change ...
+    assert data.as_tensor(pixels) is not first          # ... so it is converted afresh
+    assert float(data.as_tensor(pixels)[0, 0]) == 1.0
+
+
+def _file_pages_mb() -> float:
+    """The file-backed memory this process has mapped in, in MB (Linux)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status
+                    if line.startswith("RssFile:")) / 1024
+
+
+@pytest.fixture
+def mapped_pixels(tmp_path: Path) -> np.ndarray:
+    """57 MB of bytes mapped from a file, every page read, as the loader's arrays are."""
+    np.save(tmp_path / "pixels.npy", np.arange(60_000_000, dtype=np.uint8) % 251)
+    mapped = np.load(tmp_path / "pixels.npy", mmap_mode="r")
+    assert int(mapped.sum(dtype=np.int64)) > 0
+    return mapped
+
+
+def test_as_tensor_hands_back_the_pages_of_a_file_mapped_array(mapped_pixels) -> None:
+    pixels = mapped_pixels[1000:]                                      # a view, as the loader's
+    before = _file_pages_mb()
+    tensor = data.as_tensor(pixels)
+    assert _file_pages_mb() < before - 40, "the 57 MB of file pages should have gone"
+    np.testing.assert_array_equal(pixels[-5:], tensor.numpy()[-5:])    # still readable
+
+
+def test_as_tensor_hands_back_only_the_pages_of_the_view_it_converts(mapped_pixels) -> None:
+    before = _file_pages_mb()
+    data.as_tensor(mapped_pixels[:30_000_000])                         # the first half
+    dropped = before - _file_pages_mb()
+    assert 20 < dropped < 40, f"{dropped:.0f} MB dropped; the half is 29 MB"

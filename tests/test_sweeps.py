@@ -151,3 +151,4 @@ def test_uint8_runs_give_the_numbers_of_a_plain_fit_on_the_float_arrays():
     assert row["test_accuracy"] == evaluate(model, scale_pixels(test[0]), test[1])[1]
     with pytest.raises(ValueError, match="validate_each_epoch"):
         run_sweep([Variant("run", build, 0.05)], train, validate_each_epoch=True)
+

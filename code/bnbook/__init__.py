@@ -8,15 +8,17 @@ One module per kind of work, so that a function's job says where it lives:
 * ``bnbook.sweeps``: run many variants over seeds, side by side in threads.
 * ``bnbook.measure``: measure a model without changing it (accuracy, layer inputs, gradients).
 * ``bnbook.timing``: stopwatches (interleaved rounds, per-step times).
+* ``bnbook.memory``: keep a kernel's memory near what it holds (C heaps).
 * ``bnbook.stats``: effects with 95 % intervals and the book's one verdict rule.
 * ``bnbook.reference``: batch normalization from scratch in NumPy.
 * ``bnbook.plotting``: the book's figure style and shared plots.
 * ``bnbook.notebook``: a chapter's set-up call, the glue of verdicts, showing source.
 
-Dependencies run one way: data, stats, reference and plotting import none of
-the others; measure imports data; models imports measure; training imports
-nothing of the book's; sweeps imports data, measure and training; notebook
-imports stats and, when called, plotting and training.
+Dependencies run one way: data, stats, reference, plotting and memory import
+none of the others; measure imports data; models imports measure; training
+imports nothing of the book's; sweeps imports data, measure, memory and
+training; notebook imports stats and, when called, memory, plotting and
+training.
 """
 
 __version__ = "0.2.0"

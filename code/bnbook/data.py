@@ -39,9 +39,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import mmap
 import os
 import sys
 import threading
+import weakref
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +60,7 @@ __all__ = [
     "DataError",
     "IdxFile",
     "FILES",
+    "as_tensor",
     "find_data_dir",
     "image_batches",
     "load_fashion_mnist",
@@ -382,6 +385,55 @@ def subset(x: np.ndarray, y: np.ndarray, n: int, *, seed: int = 0) -> Split:
 
 
 # --------------------------------------------------------------------------- input pipelines
+_TENSORS: dict[int, tuple[weakref.ref, Any]] = {}
+
+
+def as_tensor(array: Any) -> tf.Tensor:
+    """``array`` as a TensorFlow tensor, copied once per read-only NumPy array.
+
+    ``tf.convert_to_tensor`` copies a NumPy array every time, and a dataset
+    that ``fit`` has iterated can keep its copy alive, so a page that fits
+    several models on the same 55,000 images would hold the images several
+    times over. The loader's arrays are read-only, so their contents cannot
+    change: for such an array this returns the same tensor on every call, for
+    as long as the array lives. Writeable arrays, tensors and other inputs are
+    converted as usual.
+
+    An array mapped from a file (the loader's ``.npy`` cache) is read into the
+    tensor, after which its pages need not stay in this process's memory:
+    they are handed back (``madvise(MADV_DONTNEED)``) and read again from the
+    file, transparently, if the array is used later.
+    """
+    import tensorflow as tf
+
+    if not isinstance(array, np.ndarray) or array.flags.writeable:
+        return tf.convert_to_tensor(array)
+    key = id(array)
+    cached = _TENSORS.get(key)
+    if cached is not None and cached[0]() is array:
+        return cached[1]
+    tensor = tf.convert_to_tensor(array)
+    _hand_back_pages(array)
+    forget = weakref.ref(array, lambda _, key=key: _TENSORS.pop(key, None))
+    _TENSORS[key] = (forget, tensor)
+    return tensor
+
+
+def _hand_back_pages(array: np.ndarray) -> None:
+    """Drop from this process the file pages that a memory-mapped, contiguous ``array``
+    occupies (whole pages only); reading the array again maps them back in."""
+    mapping = getattr(array, "_mmap", None)   # set on np.memmap arrays and their views
+    if not (isinstance(mapping, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED")
+            and array.flags.c_contiguous and array.nbytes):
+        return
+    base = np.frombuffer(mapping, dtype=np.uint8).__array_interface__["data"][0]
+    start = array.__array_interface__["data"][0] - base
+    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE            # round up to a page
+    last = (start + array.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE  # round down
+    if last > first:
+        mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
+
+
 def image_batches(pixels: np.ndarray | tf.Tensor, labels: np.ndarray | tf.Tensor, *,
                   batch_size: int = 32, shuffle: bool = False) -> tf.data.Dataset:
     """The batches ``model.fit`` trains on, given the images as ``pixels``.
@@ -406,7 +458,7 @@ def image_batches(pixels: np.ndarray | tf.Tensor, labels: np.ndarray | tf.Tensor
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    pixels, labels = tf.convert_to_tensor(pixels), tf.convert_to_tensor(labels)
+    pixels, labels = as_tensor(pixels), as_tensor(labels)
     scale = pixels.dtype == tf.uint8
     n = int(pixels.shape[0])
     n_full = n // batch_size * batch_size

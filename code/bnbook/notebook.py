@@ -32,12 +32,18 @@ def start(*, threads: int | None = 1, seed: int | None = 0) -> str:
       networks are too small to split one operation over two cores, and the
       runners train two or three models side by side instead); ``None``
       leaves TensorFlow's default;
-    * ``seed`` seeds Python, NumPy and TensorFlow (``None``: not seeded).
+    * ``seed`` seeds Python, NumPy and TensorFlow (``None``: not seeded);
+    * at most two heaps for the C allocator's threads
+      (:func:`bnbook.memory.limit_arenas`), which keeps a kernel that trains
+      in threads well under its memory budget.
 
     Call it before anything else touches TensorFlow: the thread setting can
     only be made before TensorFlow starts its first operation.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from bnbook.memory import limit_arenas
+
+    limit_arenas()
     import keras
     import tensorflow as tf
 

@@ -43,8 +43,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bnbook.data import image_batches, repeated_batches
+from bnbook.data import as_tensor, image_batches, repeated_batches
 from bnbook.measure import evaluate
+from bnbook.memory import release_memory
 from bnbook.training import (DivergenceStop, Probe, StepRecorder, compile_sgd, fit, seed_lock,
                              set_seed)
 
@@ -153,6 +154,7 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
     on the threads: it counts time shared with the others.
     """
     variants = list(variants)
+    release_memory()   # what earlier cells freed, before the threads allocate their own
     groups: dict[Any, list[int]] = {}
     for index, variant in enumerate(variants):
         groups.setdefault(_shared_model_key(variant) or ("alone", index), []).append(index)
@@ -169,7 +171,7 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
             rows.update(zip(futures[future], future.result()))
     del sweep
     keras.backend.clear_session(free_memory=False)
-    gc.collect()   # the traced functions of many short-lived models add up (~0.2 s per collection)
+    release_memory()   # the traced functions of many short-lived models add up
     return [rows[i] for i in range(len(variants))]
 
 
@@ -201,8 +203,8 @@ class _Sweep:
         if validate_each_epoch and valid is None:
             raise ValueError("validate_each_epoch needs valid=(x, y)")
         self.train = train   # tensors once for all variants: tf.data then feeds Keras without copies
-        self.train_tensors = (tf.convert_to_tensor(train[0]), tf.convert_to_tensor(train[1]))
-        self.valid_tensors = ((tf.convert_to_tensor(valid[0]), tf.convert_to_tensor(valid[1]))
+        self.train_tensors = (as_tensor(train[0]), as_tensor(train[1]))
+        self.valid_tensors = ((as_tensor(valid[0]), as_tensor(valid[1]))
                               if validate_each_epoch else None)
         self.valid, self.test, self.seed = valid, test, seed
         self.stop_on_nan, self.shuffle = stop_on_nan, shuffle
@@ -214,7 +216,7 @@ class _Sweep:
     def run_group(self, variants: list[Variant]) -> list[dict[str, Any]]:
         """Train ``variants`` one after the other; those of a group share one compiled model."""
         if getattr(self.thread_state, "trained", False):
-            gc.collect()   # this thread's previous model and its traced steps: free them first
+            release_memory()   # this thread's previous model and its traced steps: free them
         self.thread_state.trained = True
         model: keras.Model | None = None
         initial_weights: dict[int, list[np.ndarray]] = {}
