@@ -244,3 +244,14 @@ def test_repeated_batches_are_full_reshuffled_passes() -> None:
     assert full[1].numpy().tolist() == list(range(10))  # the whole set, in order
     with pytest.raises(ValueError):
         next(iter(image_batches(x, y, batch_size=0)))
+
+
+def test_repeated_batches_scale_grey_levels_as_image_batches_do() -> None:
+    pixels = np.array([[0, 51], [255, 102]], dtype=np.uint8)
+    labels = np.array([0, 1], dtype=np.uint8)
+    for batch_size in (1, 2):   # mini-batches and the full batch
+        images, _ = next(iter(repeated_batches(pixels, labels, batch_size, shuffle=False, seed=0)))
+        assert images.dtype == np.float32
+        np.testing.assert_array_equal(images.numpy(), scale_pixels(pixels)[:batch_size])
+    with pytest.raises(ValueError, match="batch_size"):
+        repeated_batches(pixels, labels, 0, shuffle=False, seed=0)
