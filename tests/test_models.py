@@ -8,6 +8,7 @@ import json
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from bnbook import measure
 from bnbook.models import (GhostBatchNormalization, NoisyShift, build_mlp, gaussian_kernels,
@@ -147,3 +148,43 @@ def test_ghost_batch_of_the_whole_batch_is_batch_normalization() -> None:
     assert clone.virtual_batch_size == 4
     with pytest.raises(ValueError):
         GhostBatchNormalization(0)
+
+
+def test_ghost_batch_renormalization_of_the_whole_batch_is_keras_renorm() -> None:
+    clipping = {"rmin": 0.5, "rmax": 2.0, "dmax": 1.0}
+    ghost = GhostBatchNormalization(16, renorm=True, renorm_clipping=clipping, momentum=0.5,
+                                    renorm_momentum=0.5)
+    plain = keras.layers.BatchNormalization(renorm=True, renorm_clipping=clipping, momentum=0.5,
+                                            renorm_momentum=0.5)
+    for _ in range(3):   # after the first step the corrections are no longer 1 and 0
+        x = features(16, 5)
+        np.testing.assert_allclose(ghost(x, training=True).numpy(),
+                                   plain(x, training=True).numpy(), rtol=1e-4, atol=1e-5)
+    for name in ("renorm_mean", "renorm_stddev", "moving_mean", "moving_variance"):
+        np.testing.assert_allclose(getattr(ghost, name).numpy(), getattr(plain, name).numpy(),
+                                   rtol=1e-5, err_msg=name)
+
+
+def test_ghost_batch_renormalization_corrects_each_ghost_batch_toward_the_averages() -> None:
+    clipping = {"rmin": 0.5, "rmax": 2.0, "dmax": 1.0}
+    layer = GhostBatchNormalization(4, renorm=True, renorm_clipping=clipping)
+    layer.build((None, 3))
+    mean, stddev = np.array([0.5, -1.0, 2.0]), np.array([2.0, 3.0, 0.5])
+    layer.renorm_mean.assign(mean.astype("float32"))
+    layer.renorm_stddev.assign(stddev.astype("float32"))
+    x = features(8, 3)
+    out = layer(x, training=True).numpy()
+    for g in range(2):
+        part = x[4 * g:4 * g + 4].astype(np.float64)
+        sd = np.sqrt(part.var(0) + layer.epsilon)
+        r = np.clip(sd / stddev, 0.5, 2.0)
+        d = np.clip((part.mean(0) - mean) / stddev, -1.0, 1.0)
+        expected = (part - part.mean(0)) / sd * r + d   # gamma 1, beta 0
+        np.testing.assert_allclose(out[4 * g:4 * g + 4], expected, rtol=1e-4, atol=1e-4)
+    # The gradient flows through the ghost statistics, not through r and d.
+    with tf.GradientTape() as tape:
+        inputs = tf.constant(x)
+        tape.watch(inputs)
+        total = tf.reduce_sum(layer(inputs, training=True))
+    gradient = tape.gradient(total, inputs).numpy()
+    np.testing.assert_allclose(gradient, 0.0, atol=1e-4)   # a sum of normalized values is constant

@@ -138,14 +138,24 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
     of data-parallel training. The batch size must be a multiple of
     ``virtual_batch_size`` (draw full batches, e.g. ``repeated_batches``).
     Statistics are taken over every axis but ``axis`` (the channels).
+
+    With ``renorm=True`` (and ``renorm_clipping``, ``renorm_momentum`` as in
+    Keras' ``BatchNormalization``) each ghost batch is batch-renormalized
+    (Ioffe, 2017), with Keras' own corrections and updates::
+
+        r_g   = clip(sqrt(var(x_g) + epsilon) / s, rmin, rmax)   # s: renorm_stddev
+        d_g   = clip((mean(x_g) - m) / s, -dmax, dmax)           # m: renorm_mean
+        out_g = gamma * (x_hat_g * r_g + d_g) + beta              # r_g, d_g held constant
+
+    The renorm and moving statistics are updated once per step from the mean
+    over the ghost batches of their means and variances. Either way, a ghost
+    batch of the whole batch is Keras' layer.
     """
 
     def __init__(self, virtual_batch_size: int, **kwargs) -> None:
         super().__init__(**kwargs)
         if int(virtual_batch_size) < 1:
             raise ValueError(f"virtual_batch_size must be at least 1, got {virtual_batch_size}")
-        if kwargs.get("renorm"):
-            raise ValueError("GhostBatchNormalization does not combine with renorm")
         self.virtual_batch_size = int(virtual_batch_size)
 
     def call(self, inputs, training=None, mask=None):
@@ -160,6 +170,10 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
         mean = keras.ops.mean(ghosts, axis=reduce, keepdims=True)
         variance = keras.ops.var(ghosts, axis=reduce, keepdims=True)
         normalized = (ghosts - mean) / keras.ops.sqrt(variance + self.epsilon)
+        if self.renorm:   # one correction per ghost batch, a constant for the gradient
+            r, d, _, _ = self._renorm_correction_and_moments(mean, variance)
+            normalized = (normalized * keras.ops.stop_gradient(r)
+                          + keras.ops.stop_gradient(d))
         if self.scale:
             normalized = normalized * self.gamma
         if self.center:
@@ -167,9 +181,13 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
         momentum = self.momentum
         batch_mean = keras.ops.reshape(keras.ops.mean(mean, axis=0), (-1,))
         batch_variance = keras.ops.reshape(keras.ops.mean(variance, axis=0), (-1,))
-        self.moving_mean.assign(self.moving_mean * momentum + batch_mean * (1.0 - momentum))
-        self.moving_variance.assign(self.moving_variance * momentum
-                                    + batch_variance * (1.0 - momentum))
+        if self.renorm:
+            self._update_renorm_statistics(batch_mean, batch_variance)
+        else:
+            self.moving_mean.assign(self.moving_mean * momentum
+                                    + batch_mean * (1.0 - momentum))
+            self.moving_variance.assign(self.moving_variance * momentum
+                                        + batch_variance * (1.0 - momentum))
         outputs = keras.ops.reshape(normalized, keras.ops.shape(inputs))
         return keras.ops.cast(outputs, self.compute_dtype)
 
