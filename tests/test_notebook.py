@@ -13,9 +13,12 @@ from bnbook.stats import compare, format_effect
 
 def test_start_sets_up_a_fresh_kernel_once() -> None:
     script = """
+import gc
 import matplotlib as mpl, tensorflow as tf
 from bnbook.notebook import start
+assert gc.get_freeze_count() == 0
 versions = start(threads=1)
+assert gc.get_freeze_count() > 10_000          # TensorFlow's objects, out of the collector's way
 assert tf.config.threading.get_intra_op_parallelism_threads() == 1
 assert mpl.rcParams["figure.facecolor"] == "white"
 assert versions.startswith("TensorFlow ")

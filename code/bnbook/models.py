@@ -343,7 +343,7 @@ def zero_residual_gammas(model: keras.Model) -> int:
 
 
 def gaussian_kernels(stddev: float, seed: int = 0) -> Callable[[keras.Model], None]:
-    """An ``initialize`` hook for :class:`Variant`: every Dense kernel from N(0, stddev^2).
+    """An ``initialize`` hook for ``Variant``: each Dense kernel from N(0, stddev^2).
 
     The returned function draws each ``Dense`` layer's kernel, in layer order,
     from a NumPy generator seeded with ``seed`` and leaves every other weight
