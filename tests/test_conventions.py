@@ -30,10 +30,17 @@ def tags(cell) -> list[str]:
     return list(cell.metadata.get("tags", []))
 
 
+#: Directives whose content is not prose: one label or term per line.
+NOT_PROSE = ("{core-path}", "{reading-times}", "{tableofcontents}")
+
+
 def prose_lines(page: str) -> list[tuple[int, str]]:
-    """(line number, text) of the Markdown prose of a page: no front matter, code, directive
-    options, tables, labels or headings. Directives other than code cells hold prose."""
-    lines, code_fence, front = [], None, False
+    """(line number, text) of the Markdown prose of a page: no front matter, code (fenced or
+    indented), display math, directive options, tables, labels, headings or glossary terms.
+    Directives other than code cells hold prose."""
+    lines: list[tuple[int, str]] = []
+    code_fence, front, math = None, False, False
+    directives: list[tuple[str, str]] = []          # (fence, name) of the open directives
     for number, line in enumerate(source_of(page).read_text().splitlines(), 1):
         stripped = line.strip()
         if number == 1 and stripped == "---":
@@ -46,13 +53,28 @@ def prose_lines(page: str) -> list[tuple[int, str]]:
             if stripped == code_fence:
                 code_fence = None
             continue
-        fence = re.match(r"(`{3,}|~{3,})(.*)", stripped)
+        if math:
+            math = not stripped.startswith("$$")
+            continue
+        if stripped.startswith("$$"):
+            math = stripped == "$$"                     # "$$ (label)" closes, "$$" opens
+            continue
+        fence = re.match(r"(`{3,}|~{3,}|:{3,})(.*)", stripped)
         if fence:
             info = fence.group(2).strip()
-            if not info.startswith("{") or info.startswith("{code-cell}"):
-                code_fence = fence.group(1)     # code: skip to its closing fence
-            continue                            # a directive's fence: its content is prose
-        if not stripped or stripped.startswith(("|", ":", "(", "%", "<", "$$", "#", "---")):
+            if directives and stripped == directives[-1][0]:
+                directives.pop()                        # a directive's closing fence
+            elif fence.group(1)[0] != ":" and (not info.startswith("{") or
+                                               info.startswith("{code-cell}")):
+                code_fence = fence.group(1)             # code: skip to its closing fence
+            elif info:
+                directives.append((fence.group(1), info.split()[0]))
+            continue
+        name = directives[-1][1] if directives else ""
+        if name in NOT_PROSE or (name == "{glossary}" and not line.startswith(" ")):
+            continue
+        if line.startswith("    ") or not stripped or stripped.startswith(
+                ("|", ":", "(", "%", "<", "#", "---")):
             continue
         lines.append((number, line))
     return lines
@@ -137,6 +159,17 @@ def test_prose_is_one_sentence_per_line(page: str) -> None:
             offenders.append(f"{page}.md:{number}: {line.strip()[:100]}")
             break
     assert offenders == [], "\n".join(offenders[:10])
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_sentence_is_wrapped_over_lines(page: str) -> None:
+    """The other half of one sentence per line: a line that stops mid-sentence (ends in a word
+    or a comma) and a next line that goes on in lower case is a hard-wrapped sentence."""
+    lines = dict(prose_lines(page))
+    wrapped = [f"{page}.md:{n}: {text.strip()[-60:]}" for n, text in lines.items()
+               if n + 1 in lines and re.search(r"[a-z,]$", text.rstrip())
+               and re.match(r"\s*[a-z]", lines[n + 1])]
+    assert wrapped == [], "\n".join(wrapped[:10])
 
 
 @pytest.mark.parametrize("page", PAGES)
