@@ -13,7 +13,7 @@ from bnbook.data import load_fashion_mnist, scale_pixels
 from bnbook.measure import evaluate
 from bnbook.models import build_mlp, gaussian_kernels
 from bnbook.sweeps import Variant, column, default_workers, rows_where, run_sweep
-from bnbook.training import compile_sgd, fit, set_seed
+from bnbook.training import compile_model, compile_sgd, fit, set_seed
 from tiny import mlp
 
 
@@ -79,6 +79,50 @@ def test_evaluate_train_can_be_skipped(data):
     (row,) = run_sweep([Variant("v", lambda: mlp(), 0.1, epochs=1, batch_size=32)], data,
                        valid=data, evaluate_train=False, verbose=False)
     assert "train_accuracy" not in row and "valid_accuracy" in row
+
+
+def test_optimizer_factory_trains_like_a_plain_fit_with_that_optimizer(data):
+    """Adam with decoupled weight decay that spares BN's gamma and beta: the runner's numbers are
+    those of compiling the same optimizer by hand."""
+    def adam(lr):
+        optimizer = keras.optimizers.Adam(learning_rate=lr, weight_decay=0.1)
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta"])
+        return optimizer
+
+    (row,) = run_sweep([Variant("adam", lambda: mlp("batch"), 0.01, epochs=2, batch_size=16,
+                                optimizer=adam, seed=2)], data, keep_weights=True, verbose=False)
+    set_seed(2)
+    model = compile_model(mlp("batch"), adam(0.01), steps_per_execution=64)
+    model.fit(*data, epochs=2, batch_size=16, shuffle=True, verbose=0)
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    for kept, by_hand in zip(row["weights"], model.get_weights(), strict=True):
+        np.testing.assert_allclose(kept, by_hand, rtol=1e-5, atol=1e-6)
+    assert evaluate(model, *data)[0] == pytest.approx(row["train_loss"], rel=1e-5)
+
+
+def test_variants_of_one_arch_share_a_model_only_with_the_same_optimizer(data):
+    """A shared model is reset between variants (Adam's moments too); another factory gets its
+    own model, so the numbers equal those of fresh models."""
+    def adam(lr):
+        return keras.optimizers.Adam(learning_rate=lr)
+
+    def variants(arch):
+        return [Variant("sgd", lambda: mlp("batch"), 0.1, epochs=1, batch_size=16, arch=arch),
+                Variant("adam 1", lambda: mlp("batch"), 0.01, epochs=1, batch_size=16,
+                        arch=arch, optimizer=adam),
+                Variant("adam 2", lambda: mlp("batch"), 0.003, epochs=1, batch_size=16,
+                        arch=arch, optimizer=adam)]
+    shared = run_sweep(variants("same"), data, seed=1, verbose=False, workers=1)
+    fresh = run_sweep(variants(None), data, seed=1, verbose=False, workers=1)
+    for a, b in zip(shared, fresh, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5), a["label"]
+    assert shared[0]["train_loss"] != pytest.approx(shared[1]["train_loss"], rel=1e-3)
+
+
+def test_a_factory_and_a_momentum_together_are_refused():
+    with pytest.raises(ValueError, match="momentum"):
+        Variant("v", lambda: mlp(), 0.1, momentum=0.9,
+                optimizer=lambda lr: keras.optimizers.SGD(lr, momentum=0.9))
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -45,8 +45,8 @@ import tensorflow as tf
 
 from bnbook.data import image_batches, repeated_batches
 from bnbook.measure import evaluate
-from bnbook.training import (DivergenceStop, Probe, StepRecorder, compile_sgd, fit, seed_lock,
-                             set_seed)
+from bnbook.training import (DivergenceStop, Probe, StepRecorder, compile_model, compile_sgd, fit,
+                             seed_lock, set_seed)
 
 __all__ = ["Variant", "column", "default_workers", "rows_where", "run_sweep"]
 
@@ -89,6 +89,14 @@ class Variant:
     ``seed``, when given, replaces the sweep's seed for this variant (initial
     weights and batch order), so one sweep can repeat a model over seeds.
 
+    ``optimizer``, when given, makes the optimizer: it is called with the
+    variant's ``learning_rate`` and returns a fresh instance, for example
+    ``lambda lr: keras.optimizers.Adam(learning_rate=lr)`` or an SGD with
+    ``weight_decay``. Without it the variant trains with SGD and ``momentum``
+    (give one or the other, not both). Variants of one ``arch`` share a
+    compiled model only when they share the same factory object, so define
+    each factory once and pass that object to every variant that uses it.
+
     ``steps`` trains for exactly that many optimizer steps (make it a multiple
     of 64 for speed: steps per execution must divide it), in one Keras epoch
     over the training data repeated (reshuffled on each pass), instead of
@@ -110,15 +118,30 @@ class Variant:
     initialize: Callable[[keras.Model], None] | None = None
     steps: int | None = None
     seed: int | None = None
+    optimizer: Callable[[float], keras.optimizers.Optimizer] | None = None
+
+    def __post_init__(self) -> None:
+        if self.optimizer is not None and self.momentum:
+            raise ValueError(f"variant {self.label!r}: give the momentum to the optimizer "
+                             "factory, not as Variant(momentum=...), when a factory is given")
+
+    def compile(self, model: keras.Model, steps_per_execution: int) -> keras.Model:
+        """Compile ``model`` with this variant's optimizer (SGD with ``momentum`` by default)."""
+        if self.optimizer is None:
+            return compile_sgd(model, self.learning_rate, momentum=self.momentum,
+                               steps_per_execution=steps_per_execution)
+        return compile_model(model, self.optimizer(self.learning_rate),
+                             steps_per_execution=steps_per_execution)
 
 
 def run_sweep(variants: Iterable[Variant], train: Split, *,
               valid: Split | None = None, test: Split | None = None,
               seed: int = 0, stop_on_nan: bool = True, shuffle: bool = True,
               evaluate_train: bool = True, validate_each_epoch: bool = False,
-              keep_models: bool = False, verbose: bool = True,
+              keep_models: bool = False, keep_weights: bool = False, verbose: bool = True,
               workers: int | None = None) -> list[dict[str, Any]]:
-    """Train each variant with SGD and return one row per variant, in the order given.
+    """Train each variant (SGD unless its ``optimizer`` says otherwise) and return one row per
+    variant, in the order given.
 
     Each row holds ``label``, the variant's ``settings``, ``seed``,
     ``learning_rate``, ``epochs``, ``batch_size``, ``steps`` (optimizer steps
@@ -132,7 +155,9 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
     (``val_loss``, ``val_accuracy`` in the history, for learning curves).
     With probes, ``curve`` holds the recorder's arrays; with ``keep_models``,
     ``model`` holds the trained model (do not combine with a shared ``arch``:
-    later variants retrain that model).
+    later variants retrain that model); with ``keep_weights``, ``weights``
+    holds the trained weights (``model.get_weights()``, fine with a shared
+    ``arch``: a later experiment can start from them with ``initialize``).
 
     Images may be the loader's uint8 grey levels (a quarter of the memory of
     float32; each batch is scaled as drawn) or floats. Training accuracy is
@@ -152,7 +177,7 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
     sweep = _Sweep(train, valid=valid, test=test, seed=seed, stop_on_nan=stop_on_nan,
                    shuffle=shuffle, evaluate_train=evaluate_train,
                    validate_each_epoch=validate_each_epoch, keep_models=keep_models,
-                   verbose=verbose)
+                   keep_weights=keep_weights, verbose=verbose)
     rows: dict[int, dict[str, Any]] = {}
     workers = min(workers or default_workers(), len(groups)) or 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -181,7 +206,7 @@ def _shared_model_key(variant: Variant) -> tuple | None:
     """Variants with the same key train one compiled model, one after the other."""
     if variant.arch is None:
         return None
-    return (variant.arch, variant.momentum, _steps_per_execution(variant))
+    return (variant.arch, variant.momentum, variant.optimizer, _steps_per_execution(variant))
 
 
 class _Sweep:
@@ -189,7 +214,8 @@ class _Sweep:
 
     def __init__(self, train: Split, *, valid: Split | None, test: Split | None, seed: int,
                  stop_on_nan: bool, shuffle: bool, evaluate_train: bool,
-                 validate_each_epoch: bool, keep_models: bool, verbose: bool) -> None:
+                 validate_each_epoch: bool, keep_models: bool, keep_weights: bool,
+                 verbose: bool) -> None:
         if validate_each_epoch and valid is None:
             raise ValueError("validate_each_epoch needs valid=(x, y)")
         self.train = train   # tensors once for all variants: tf.data then feeds Keras without copies
@@ -199,6 +225,7 @@ class _Sweep:
         self.valid, self.test, self.seed = valid, test, seed
         self.stop_on_nan, self.shuffle = stop_on_nan, shuffle
         self.evaluate_train, self.keep_models, self.verbose = evaluate_train, keep_models, verbose
+        self.keep_weights = keep_weights
         self.thread_state = threading.local()
         self.start = time.perf_counter()
 
@@ -227,8 +254,7 @@ class _Sweep:
         if model is None:
             set_seed(variant_seed)
             model = variant.build()
-            compile_sgd(model, variant.learning_rate, momentum=variant.momentum,
-                        steps_per_execution=_steps_per_execution(variant))
+            variant.compile(model, _steps_per_execution(variant))
             initial_weights[variant_seed] = model.get_weights()
         else:
             if variant_seed not in initial_weights:   # draw this seed's weights, uncompiled
@@ -290,6 +316,8 @@ class _Sweep:
             row["curve"] = recorder.arrays()
         if self.keep_models:
             row["model"] = model
+        if self.keep_weights:
+            row["weights"] = model.get_weights()
         if self.verbose:
             shown = "  ".join(f"{k} {row[k]:.3f}" for k in
                               ("train_accuracy", "valid_accuracy", "test_accuracy") if k in row)

@@ -5,7 +5,8 @@ plumbing that would otherwise be written again on every page. Running many
 variants side by side is :mod:`bnbook.sweeps`' job, which calls these.
 
 * :func:`set_seed` and :data:`seed_lock`: reproducible weights and batch orders.
-* :func:`compile_sgd`: SGD (optionally with momentum) and cross-entropy.
+* :func:`compile_model`: any optimizer, with the book's loss and metric;
+  :func:`compile_sgd`: the same with SGD (optionally with momentum).
 * :func:`fit`: ``model.fit`` with one printed line per epoch and epoch times.
 * Callbacks: :class:`EpochLog` (times per epoch), :class:`StepRecorder`
   (probes every few optimizer steps), :class:`DivergenceStop` (end a run
@@ -32,6 +33,7 @@ __all__ = [
     "FitResult",
     "Probe",
     "StepRecorder",
+    "compile_model",
     "compile_sgd",
     "fit",
     "seed_lock",
@@ -58,23 +60,43 @@ def set_seed(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
-def compile_sgd(model: keras.Model, learning_rate: float, *,
-                momentum: float = 0.0,
-                steps_per_execution: int = STEPS_PER_EXECUTION,
-                jit_compile: bool | str = False) -> keras.Model:
-    """Compile ``model`` with plain SGD and sparse categorical cross-entropy.
+def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer, *,
+                  steps_per_execution: int = STEPS_PER_EXECUTION,
+                  jit_compile: bool | str = False) -> keras.Model:
+    """Compile ``model`` with ``optimizer``, sparse categorical cross-entropy and accuracy.
 
-    ``learning_rate`` is required and passed by its real name: the old
-    ``SGD(lr=...)`` keyword is not an alias in Keras 3.
+    ``optimizer`` is an optimizer instance (``keras.optimizers.Adam(1e-3)``,
+    ``keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=1e-2)``, ...), not a
+    name: a name would silently use Keras' default learning rate. The loss
+    expects a softmax output and integer labels, as in every model of the book.
+    Returns the model, compiled.
     """
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise TypeError(f"optimizer must be a keras.optimizers.Optimizer instance, got "
+                        f"{optimizer!r}; build it with its learning rate, e.g. "
+                        "keras.optimizers.Adam(learning_rate=1e-3)")
     model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum),
+        optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=steps_per_execution,
         jit_compile=jit_compile,
     )
     return model
+
+
+def compile_sgd(model: keras.Model, learning_rate: float, *,
+                momentum: float = 0.0,
+                steps_per_execution: int = STEPS_PER_EXECUTION,
+                jit_compile: bool | str = False) -> keras.Model:
+    """Compile ``model`` with plain SGD (:func:`compile_model`).
+
+    ``learning_rate`` is required and passed by its real name: the old
+    ``SGD(lr=...)`` keyword is not an alias in Keras 3.
+    """
+    return compile_model(model, keras.optimizers.SGD(learning_rate=learning_rate,
+                                                     momentum=momentum),
+                         steps_per_execution=steps_per_execution, jit_compile=jit_compile)
 
 
 class EpochLog(keras.callbacks.Callback):
