@@ -244,3 +244,12 @@ def test_repeated_batches_are_full_reshuffled_passes() -> None:
     assert full[1].numpy().tolist() == list(range(10))  # the whole set, in order
     with pytest.raises(ValueError):
         next(iter(image_batches(x, y, batch_size=0)))
+
+
+@pytest.mark.parametrize("batch_size", [4, 10])
+def test_repeated_batches_scale_uint8_pixels_as_the_loader_does(batch_size: int) -> None:
+    pixels = np.arange(10 * 4, dtype=np.uint8).reshape(10, 2, 2) * 6
+    labels = np.arange(10, dtype=np.uint8)
+    images, y = next(iter(repeated_batches(pixels, labels, batch_size, shuffle=False, seed=0)))
+    assert images.dtype == np.float32
+    np.testing.assert_array_equal(images.numpy(), scale_pixels(pixels[y.numpy()]))

@@ -380,16 +380,23 @@ def repeated_batches(pixels: Any, labels: Any, batch_size: int, *, shuffle: bool
     reshuffled (``seed`` fixes the sequence of orders) and cut into full
     batches of ``batch_size``; the remainder of a pass is dropped. A
     ``batch_size`` of at least the number of examples gives the whole set as
-    one batch at every step (full-batch gradient descent).
+    one batch at every step (full-batch gradient descent). uint8 ``pixels``
+    are scaled one batch at a time, as in :func:`image_batches`.
     """
     import tensorflow as tf
 
+    pixels, labels = tf.convert_to_tensor(pixels), tf.convert_to_tensor(labels)
     if batch_size >= len(pixels):
-        return tf.data.Dataset.from_tensors((pixels, labels)).repeat()
-    dataset = tf.data.Dataset.from_tensor_slices((pixels, labels))
-    if shuffle:
-        dataset = dataset.shuffle(len(pixels), seed=seed, reshuffle_each_iteration=True)
-    return dataset.repeat().batch(batch_size, drop_remainder=True)
+        dataset = tf.data.Dataset.from_tensors((pixels, labels)).repeat()
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((pixels, labels))
+        if shuffle:
+            dataset = dataset.shuffle(len(pixels), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.repeat().batch(batch_size, drop_remainder=True)
+    if pixels.dtype == tf.uint8:
+        dataset = dataset.map(lambda images, y: (tf.cast(images, tf.float32)
+                                                 / tf.constant(255.0, tf.float32), y))
+    return dataset
 
 
 def main() -> None:
