@@ -32,6 +32,27 @@ else:
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def test_start_splits_the_processor_into_logical_devices_before_the_first_operation() -> None:
+    script = """
+import tensorflow as tf
+from bnbook.notebook import start
+start(cpu_devices=2)
+names = [d.name for d in tf.config.list_logical_devices("CPU")]
+assert names == ["/device:CPU:0", "/device:CPU:1"], names
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+assert strategy.num_replicas_in_sync == 2
+start(cpu_devices=2)                  # the same split again is fine
+try:
+    start(cpu_devices=3)              # too late: the devices exist
+except RuntimeError as err:
+    assert "restart the kernel" in str(err)
+else:
+    raise SystemExit("start(cpu_devices=3) after the first operation should fail")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_glue_claim_glues_verdict_effect_rule_and_numbers() -> None:
     glued: dict[str, object] = {}
     result = compare([0.02, 0.021, 0.019, 0.02, 0.022], threshold=0.005)

@@ -11,7 +11,7 @@ import pytest
 
 from bnbook.data import load_fashion_mnist, scale_pixels
 from bnbook.measure import evaluate
-from bnbook.models import build_mlp, gaussian_kernels
+from bnbook.models import build_mlp, gaussian_kernels, side_by_side
 from bnbook.sweeps import Variant, column, default_workers, rows_where, run_sweep
 from bnbook.training import compile_model, compile_sgd, fit, set_seed
 from tiny import mlp
@@ -117,6 +117,43 @@ def test_variants_of_one_arch_share_a_model_only_with_the_same_optimizer(data):
     for a, b in zip(shared, fresh, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5), a["label"]
     assert shared[0]["train_loss"] != pytest.approx(shared[1]["train_loss"], rel=1e-3)
+
+
+def test_a_side_by_side_variant_gives_one_row_per_branch_as_if_trained_apart(data):
+    """Branches of one model: one row each, with its own scores, history, curve and weights,
+    equal to training the branch alone; a diverging branch does not stop the other."""
+    def two(exploding: bool = False):
+        def plain():
+            net = mlp(activation="linear" if exploding else "relu")
+            if exploding:
+                gaussian_kernels(1e4)(net)
+            return net
+        return side_by_side({"plain": plain, "bn": lambda: mlp("batch")}, seed=5)
+
+    probe = {"norm": lambda m: float(np.linalg.norm(m.get_layer("bn_net").layers[1].kernel))}
+    rows = run_sweep([Variant("pair", two, 0.1, epochs=2, batch_size=16, seed=5,
+                              record_every=8, probes=probe, settings={"kind": "ok"}),
+                      Variant("boom", lambda: two(True), 5.0, epochs=2, batch_size=16, seed=5)],
+                     data, test=data, keep_weights=True, verbose=False)
+    assert [(r["label"], r["branch"]) for r in rows] == [("pair", "plain"), ("pair", "bn"),
+                                                         ("boom", "plain"), ("boom", "bn")]
+    alone, alone_fast = run_sweep(
+        [Variant("bn", lambda: mlp("batch"), lr, epochs=2, batch_size=16, seed=5, record_every=8)
+         for lr in (0.1, 5.0)], data, test=data, keep_weights=True, verbose=False)
+    bn = rows[1]
+    assert bn["kind"] == "ok" and bn["steps"] == alone["steps"] == 16
+    assert bn["test_accuracy"] == pytest.approx(alone["test_accuracy"])
+    assert bn["train_loss"] == pytest.approx(alone["train_loss"], rel=1e-4)
+    assert set(bn["history"]) == {"loss", "accuracy"}
+    assert bn["history"]["loss"] == pytest.approx(alone["history"]["loss"], rel=1e-4)
+    np.testing.assert_allclose(bn["curve"]["batch_loss"], alone["curve"]["batch_loss"], rtol=1e-4)
+    assert bn["curve"]["norm"].shape == (3,) and "batch_plain_loss" not in bn["curve"]
+    for mine, theirs in zip(bn["weights"], alone["weights"], strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-6)
+    boom_plain, boom_bn = rows[2], rows[3]
+    assert boom_plain["diverged"] and not boom_bn["diverged"]
+    assert boom_bn["steps"] == 16                                      # not stopped early
+    assert boom_bn["train_loss"] == pytest.approx(alone_fast["train_loss"], rel=1e-4)
 
 
 def test_a_factory_and_a_momentum_together_are_refused():

@@ -101,3 +101,17 @@ def test_divergence_stop_ends_a_run_whose_loss_is_not_finite(data):
     calm = DivergenceStop()
     compile_sgd(mlp(), 0.01).fit(x, y, batch_size=16, epochs=1, callbacks=[calm], verbose=0)
     assert not calm.diverged
+
+
+def test_divergence_stop_watches_named_losses_and_waits_for_all_of_them() -> None:
+    stop = DivergenceStop(["a_loss", "b_loss"])
+    model = small_model()
+    model.stop_training = False
+    stop.set_model(model)
+    stop.on_train_batch_end(0, {"loss": float("nan"), "a_loss": float("nan"), "b_loss": 0.3})
+    assert not stop.diverged and not stop.model.stop_training
+    stop.on_train_batch_end(1, {"loss": float("nan"), "a_loss": float("nan"),
+                                "b_loss": float("inf")})
+    assert stop.diverged and stop.model.stop_training
+    with pytest.raises(ValueError):
+        DivergenceStop([])

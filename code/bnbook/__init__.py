@@ -15,7 +15,7 @@ One module per kind of work, so that a function's job says where it lives:
 
 Dependencies run one way: data, stats, reference and plotting import none of
 the others; measure imports data; models imports measure; training imports
-nothing of the book's; sweeps imports data, measure and training; notebook
+nothing of the book's; sweeps imports data, measure, models and training; notebook
 imports stats and, when called, plotting and training.
 """
 

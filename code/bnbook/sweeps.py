@@ -44,7 +44,8 @@ import numpy as np
 import tensorflow as tf
 
 from bnbook.data import image_batches, repeated_batches
-from bnbook.measure import evaluate
+from bnbook.measure import evaluate_outputs
+from bnbook.models import branch
 from bnbook.training import (DivergenceStop, Probe, StepRecorder, compile_model, compile_sgd, fit,
                              seed_lock, set_seed)
 
@@ -165,6 +166,13 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
     Keras' history (an average over the epoch, computed with batch statistics
     while the weights were still changing).
 
+    A variant whose model has several outputs (:func:`bnbook.models.side_by_side`:
+    the variants of one seed as branches of one model, trained in one run on
+    the same batches) gives one row per output, in order, each with
+    ``branch`` (the output's name) and its own history, scores, divergence,
+    curve (``batch_loss`` and ``batch_accuracy`` its own, probes shared) and
+    weights; a diverged branch does not stop the others.
+
     Variants that share no compiled model train side by side, in up to
     ``workers`` threads (default :func:`default_workers`); threads take them
     in the order given, so list the longest first. Only ``seconds`` depends
@@ -178,7 +186,7 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
                    shuffle=shuffle, evaluate_train=evaluate_train,
                    validate_each_epoch=validate_each_epoch, keep_models=keep_models,
                    keep_weights=keep_weights, verbose=verbose)
-    rows: dict[int, dict[str, Any]] = {}
+    rows: dict[int, list[dict[str, Any]]] = {}
     workers = min(workers or default_workers(), len(groups)) or 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(sweep.run_group, [variants[i] for i in indices]): indices
@@ -188,7 +196,7 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
     del sweep
     keras.backend.clear_session(free_memory=False)
     gc.collect()   # the traced functions of many short-lived models add up (~0.2 s per collection)
-    return [rows[i] for i in range(len(variants))]
+    return [row for i in range(len(variants)) for row in rows[i]]
 
 
 def _steps_per_execution(variant: Variant) -> int:
@@ -229,7 +237,7 @@ class _Sweep:
         self.thread_state = threading.local()
         self.start = time.perf_counter()
 
-    def run_group(self, variants: list[Variant]) -> list[dict[str, Any]]:
+    def run_group(self, variants: list[Variant]) -> list[list[dict[str, Any]]]:
         """Train ``variants`` one after the other; those of a group share one compiled model."""
         if getattr(self.thread_state, "trained", False):
             gc.collect()   # this thread's previous model and its traced steps: free them first
@@ -240,7 +248,7 @@ class _Sweep:
         for variant in variants:
             with seed_lock:   # seed, build and shuffle as one step
                 model = self._prepare(variant, model, initial_weights)
-                batches = self._batches(variant)
+                batches = self._batches(variant, len(model.outputs))
             rows.append(self._train(variant, model, batches))
         return rows
 
@@ -266,9 +274,11 @@ class _Sweep:
             variant.initialize(model)
         return model
 
-    def _batches(self, variant: Variant) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
+    def _batches(self, variant: Variant,
+                 outputs: int = 1) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
         """The variant's training batches (the same order for every variant of a seed), and
-        the validation batches when validating each epoch."""
+        the validation batches when validating each epoch; with several ``outputs``, the
+        labels once for each."""
         variant_seed = self._seed_of(variant)
         set_seed(variant_seed)
         if variant.steps:
@@ -279,15 +289,25 @@ class _Sweep:
                                   shuffle=self.shuffle)
         valid = (image_batches(*self.valid_tensors, batch_size=variant.batch_size)
                  if self.valid_tensors is not None else None)
+        if outputs > 1:
+            def labels_for_each_output(x, y):
+                return x, (y,) * outputs
+            train = train.map(labels_for_each_output)
+            valid = valid.map(labels_for_each_output) if valid is not None else None
         return train, valid
 
     def _train(self, variant: Variant, model: keras.Model,
-               batches: tuple[tf.data.Dataset, tf.data.Dataset | None]) -> dict[str, Any]:
-        """Fit, then measure: the variant's row."""
+               batches: tuple[tf.data.Dataset, tf.data.Dataset | None]) -> list[dict[str, Any]]:
+        """Fit, then measure: the variant's row, or one row per output of a side-by-side model."""
         train, valid = batches
-        stop = DivergenceStop()
+        names = list(model.output_names) if len(model.outputs) > 1 else []
+        losses = [f"{name}_loss" for name in names] or ["loss"]
+        stop = DivergenceStop(losses)
         callbacks: list[keras.callbacks.Callback] = [stop] if self.stop_on_nan else []
-        recorder = StepRecorder(variant.probes, variant.record_every) if variant.record_every else None
+        metrics = [m for name in names for m in (f"{name}_loss", f"{name}_accuracy")]
+        recorder = (StepRecorder(variant.probes, variant.record_every,
+                                 log_metrics=metrics or ("loss", "accuracy"))
+                    if variant.record_every else None)
         if recorder is not None:
             callbacks.append(recorder)    # after the stop: it records the step training ended at
         start = time.perf_counter()
@@ -297,34 +317,63 @@ class _Sweep:
         seconds = time.perf_counter() - start
         epochs = (variant.steps * variant.batch_size / len(self.train[0]) if variant.steps
                   else variant.epochs)
-        row: dict[str, Any] = {"label": variant.label, **variant.settings,
-                               "seed": self._seed_of(variant),
-                               "learning_rate": variant.learning_rate,
-                               "epochs": epochs, "batch_size": variant.batch_size,
-                               "steps": int(model.optimizer.iterations.numpy()),
-                               "seconds": seconds,
-                               "seconds_per_epoch": result.seconds_per_epoch,
-                               "history": result.history}
-        losses = []
+        common: dict[str, Any] = {"label": variant.label, **variant.settings,
+                                  "seed": self._seed_of(variant),
+                                  "learning_rate": variant.learning_rate,
+                                  "epochs": epochs, "batch_size": variant.batch_size,
+                                  "steps": int(model.optimizer.iterations.numpy()),
+                                  "seconds": seconds,
+                                  "seconds_per_epoch": result.seconds_per_epoch}
+        rows = [{**common, "branch": name} for name in names] or [dict(common)]
         for split, data in (("train", self.train if self.evaluate_train else None),
                             ("valid", self.valid), ("test", self.test)):
             if data is not None:
-                row[f"{split}_loss"], row[f"{split}_accuracy"] = evaluate(model, *data)
-                losses.append(row[f"{split}_loss"])
-        row["diverged"] = bool(stop.diverged or not all(math.isfinite(loss) for loss in losses))
-        if recorder is not None:
-            row["curve"] = recorder.arrays()
-        if self.keep_models:
-            row["model"] = model
-        if self.keep_weights:
-            row["weights"] = model.get_weights()
-        if self.verbose:
-            shown = "  ".join(f"{k} {row[k]:.3f}" for k in
-                              ("train_accuracy", "valid_accuracy", "test_accuracy") if k in row)
-            status = "  diverged" if row["diverged"] else ""
-            print(f"[{time.perf_counter() - self.start:5.0f} s] {variant.label:<28} {shown}"
-                  f"  ({seconds:.1f} s){status}")
-        return row
+                for row, scores in zip(rows, evaluate_outputs(model, *data), strict=True):
+                    row[f"{split}_loss"], row[f"{split}_accuracy"] = scores
+        curve = recorder.arrays() if recorder is not None else None
+        for index, row in enumerate(rows):
+            name = names[index] if names else None
+            row["history"] = _own_history(result.history, name)
+            evaluated = [row[k] for k in ("train_loss", "valid_loss", "test_loss") if k in row]
+            stopped = stop.diverged or (name is not None and not math.isfinite(
+                row["history"].get("loss", [0.0])[-1]))
+            row["diverged"] = bool(stopped or not all(math.isfinite(v) for v in evaluated))
+            if curve is not None:
+                row["curve"] = _own_curve(curve, name, names)
+            if self.keep_models:
+                row["model"] = model
+            if self.keep_weights:
+                row["weights"] = (branch(model, name) if name else model).get_weights()
+            if self.verbose:
+                shown = "  ".join(f"{k} {row[k]:.3f}" for k in
+                                  ("train_accuracy", "valid_accuracy", "test_accuracy") if k in row)
+                status = "  diverged" if row["diverged"] else ""
+                label = f"{variant.label} / {name}" if name else variant.label
+                print(f"[{time.perf_counter() - self.start:5.0f} s] {label:<28} {shown}"
+                      f"  ({seconds:.1f} s){status}")
+        return rows
+
+
+def _own_history(history: Mapping[str, list[float]], name: str | None) -> dict[str, list[float]]:
+    """One output's part of a Keras history (``a_loss`` -> ``loss``), or all of it."""
+    if name is None:
+        return dict(history)
+    return {prefix + metric: history[f"{prefix}{name}_{metric}"]
+            for prefix in ("", "val_") for metric in ("loss", "accuracy")
+            if f"{prefix}{name}_{metric}" in history}
+
+
+def _own_curve(curve: Mapping[str, np.ndarray], name: str | None,
+               names: Sequence[str]) -> dict[str, np.ndarray]:
+    """A step record for one output: its own ``batch_loss``, ``batch_accuracy``; steps,
+    seconds and probes shared."""
+    if name is None:
+        return dict(curve)
+    own = {key: values for key, values in curve.items()
+           if not any(key.startswith(f"batch_{other}_") for other in names)}
+    for metric in ("loss", "accuracy"):
+        own[f"batch_{metric}"] = curve[f"batch_{name}_{metric}"]
+    return own
 
 
 def _reset_optimizer(optimizer: keras.optimizers.Optimizer, learning_rate: float) -> None:

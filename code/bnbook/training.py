@@ -68,17 +68,20 @@ def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer, *,
     ``optimizer`` is an optimizer instance (``keras.optimizers.Adam(1e-3)``,
     ``keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=1e-2)``, ...), not a
     name: a name would silently use Keras' default learning rate. The loss
-    expects a softmax output and integer labels, as in every model of the book.
+    expects a softmax output and integer labels, as in every model of the book;
+    a model with several outputs (:func:`bnbook.models.side_by_side`) gets it
+    on each output, the total being their sum, and an accuracy per output.
     Returns the model, compiled.
     """
     if not isinstance(optimizer, keras.optimizers.Optimizer):
         raise TypeError(f"optimizer must be a keras.optimizers.Optimizer instance, got "
                         f"{optimizer!r}; build it with its learning rate, e.g. "
                         "keras.optimizers.Adam(learning_rate=1e-3)")
+    outputs = len(model.outputs) if getattr(model, "outputs", None) else 1
     model.compile(
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        metrics=["accuracy"] if outputs == 1 else [["accuracy"]] * outputs,
         steps_per_execution=steps_per_execution,
         jit_compile=jit_compile,
     )
@@ -269,15 +272,22 @@ class DivergenceStop(keras.callbacks.Callback):
     """End training when the training loss stops being finite, and remember that it did.
 
     A diverged run cannot come back, and going on only costs time. (Keras'
-    ``TerminateOnNaN`` stops too, but does not report it.)
+    ``TerminateOnNaN`` stops too, but does not report it.) ``losses`` names
+    the logged losses to watch; training stops when *all* of them are no
+    longer finite. For a model with several independent outputs
+    (:func:`bnbook.models.side_by_side`) pass their losses
+    (``"<name>_loss"``): one diverged branch must not end the others.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, losses: Sequence[str] = ("loss",)) -> None:
         super().__init__()
+        if not losses:
+            raise ValueError("DivergenceStop needs at least one loss to watch")
+        self.losses = tuple(losses)
         self.diverged = False
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)):
+        values = [(logs or {}).get(name) for name in self.losses]
+        if all(v is not None and not np.isfinite(float(v)) for v in values):
             self.diverged = True
             self.model.stop_training = True
