@@ -156,6 +156,26 @@ def test_a_side_by_side_variant_gives_one_row_per_branch_as_if_trained_apart(dat
     assert boom_bn["train_loss"] == pytest.approx(alone_fast["train_loss"], rel=1e-4)
 
 
+def test_loss_weights_are_learning_rates_per_branch_under_momentum_sgd(data):
+    def momentum(lr):
+        return keras.optimizers.SGD(learning_rate=lr, momentum=0.9)
+
+    def pair():
+        return side_by_side({"slow": lambda: mlp("batch"), "fast": lambda: mlp("batch")}, seed=1)
+
+    rows = run_sweep([Variant("both", pair, 0.01, epochs=2, batch_size=16, seed=1,
+                              optimizer=momentum, loss_weights=(1.0, 3.0))]
+                     + [Variant(f"lr {lr}", lambda: mlp("batch"), lr, epochs=2, batch_size=16,
+                                seed=1, optimizer=momentum) for lr in (0.01, 0.03)],
+                     data, keep_weights=True, verbose=False)
+    slow, fast, alone_slow, alone_fast = rows
+    for branch_row, alone in ((slow, alone_slow), (fast, alone_fast)):
+        for mine, theirs in zip(branch_row["weights"], alone["weights"], strict=True):
+            np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="one weight per output"):
+        compile_model(pair(), momentum(0.1), loss_weights=(1.0,))
+
+
 def test_a_factory_and_a_momentum_together_are_refused():
     with pytest.raises(ValueError, match="momentum"):
         Variant("v", lambda: mlp(), 0.1, momentum=0.9,

@@ -46,8 +46,8 @@ import tensorflow as tf
 from bnbook.data import image_batches, repeated_batches
 from bnbook.measure import evaluate_outputs
 from bnbook.models import branch
-from bnbook.training import (DivergenceStop, Probe, StepRecorder, compile_model, compile_sgd, fit,
-                             seed_lock, set_seed)
+from bnbook.training import (DivergenceStop, Probe, StepRecorder, compile_model, fit, seed_lock,
+                             set_seed)
 
 __all__ = ["Variant", "column", "default_workers", "rows_where", "run_sweep"]
 
@@ -98,6 +98,11 @@ class Variant:
     compiled model only when they share the same factory object, so define
     each factory once and pass that object to every variant that uses it.
 
+    ``loss_weights``, for a side-by-side model, weights each branch's loss
+    (:func:`bnbook.training.compile_model`): with SGD, with or without
+    momentum, branch ``i`` then trains at the learning rate
+    ``learning_rate * loss_weights[i]``, so one run can sweep the rate.
+
     ``steps`` trains for exactly that many optimizer steps (make it a multiple
     of 64 for speed: steps per execution must divide it), in one Keras epoch
     over the training data repeated (reshuffled on each pass), instead of
@@ -120,18 +125,22 @@ class Variant:
     steps: int | None = None
     seed: int | None = None
     optimizer: Callable[[float], keras.optimizers.Optimizer] | None = None
+    loss_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.optimizer is not None and self.momentum:
             raise ValueError(f"variant {self.label!r}: give the momentum to the optimizer "
                              "factory, not as Variant(momentum=...), when a factory is given")
+        if self.loss_weights is not None:
+            self.loss_weights = tuple(float(w) for w in self.loss_weights)
 
     def compile(self, model: keras.Model, steps_per_execution: int) -> keras.Model:
-        """Compile ``model`` with this variant's optimizer (SGD with ``momentum`` by default)."""
-        if self.optimizer is None:
-            return compile_sgd(model, self.learning_rate, momentum=self.momentum,
-                               steps_per_execution=steps_per_execution)
-        return compile_model(model, self.optimizer(self.learning_rate),
+        """Compile ``model`` with this variant's optimizer (SGD with ``momentum`` by default)
+        and ``loss_weights``."""
+        optimizer = (self.optimizer(self.learning_rate) if self.optimizer is not None else
+                     keras.optimizers.SGD(learning_rate=self.learning_rate,
+                                          momentum=self.momentum))
+        return compile_model(model, optimizer, loss_weights=self.loss_weights,
                              steps_per_execution=steps_per_execution)
 
 
@@ -214,7 +223,8 @@ def _shared_model_key(variant: Variant) -> tuple | None:
     """Variants with the same key train one compiled model, one after the other."""
     if variant.arch is None:
         return None
-    return (variant.arch, variant.momentum, variant.optimizer, _steps_per_execution(variant))
+    return (variant.arch, variant.momentum, variant.optimizer, variant.loss_weights,
+            _steps_per_execution(variant))
 
 
 class _Sweep:

@@ -61,6 +61,7 @@ def set_seed(seed: int) -> None:
 
 
 def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer, *,
+                  loss_weights: Sequence[float] | None = None,
                   steps_per_execution: int = STEPS_PER_EXECUTION,
                   jit_compile: bool | str = False) -> keras.Model:
     """Compile ``model`` with ``optimizer``, sparse categorical cross-entropy and accuracy.
@@ -71,6 +72,10 @@ def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer, *,
     expects a softmax output and integer labels, as in every model of the book;
     a model with several outputs (:func:`bnbook.models.side_by_side`) gets it
     on each output, the total being their sum, and an accuracy per output.
+    ``loss_weights`` (one per output) multiplies each output's loss in that
+    sum: with SGD, with or without momentum, a weight ``k`` trains that
+    branch exactly as a learning rate ``k`` times larger would (Adam ignores a
+    constant factor; an L2 penalty from a layer's regularizer is not weighted).
     Returns the model, compiled.
     """
     if not isinstance(optimizer, keras.optimizers.Optimizer):
@@ -78,9 +83,14 @@ def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer, *,
                         f"{optimizer!r}; build it with its learning rate, e.g. "
                         "keras.optimizers.Adam(learning_rate=1e-3)")
     outputs = len(model.outputs) if getattr(model, "outputs", None) else 1
+    if loss_weights is not None and len(loss_weights) != outputs:
+        raise ValueError(f"loss_weights needs one weight per output: {outputs} outputs, "
+                         f"{len(loss_weights)} weights")
     model.compile(
         optimizer=optimizer,
-        loss="sparse_categorical_crossentropy",
+        loss=("sparse_categorical_crossentropy" if outputs == 1
+              else ["sparse_categorical_crossentropy"] * outputs),
+        loss_weights=list(loss_weights) if loss_weights is not None else None,
         metrics=["accuracy"] if outputs == 1 else [["accuracy"]] * outputs,
         steps_per_execution=steps_per_execution,
         jit_compile=jit_compile,
