@@ -208,6 +208,8 @@ def test_side_by_side_branches_share_the_initial_weights_of_their_seed() -> None
                          "b": lambda: build_mlp((8,), normalization="batch")}, seed=0)
     assert np.array_equal(branch(both, "a").layers[1].kernel.numpy(),
                           branch(both, "b").layers[1].kernel.numpy())
+    with pytest.raises(ValueError, match="valid Keras name"):
+        side_by_side({"no BN": lambda: build_mlp((8,))})
     with pytest.raises(ValueError, match="shape"):
         side_by_side({"a": lambda: build_mlp((8,)),
                       "b": lambda: build_mlp((8,), input_shape=(7, 7))})

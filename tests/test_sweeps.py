@@ -176,6 +176,23 @@ def test_loss_weights_are_learning_rates_per_branch_under_momentum_sgd(data):
         compile_model(pair(), momentum(0.1), loss_weights=(1.0,))
 
 
+def test_a_schedule_restarts_for_each_variant_of_a_shared_model(data):
+    def cosine(lr):
+        return keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(lr, 16))
+
+    def variants(arch):
+        return [Variant(f"seed {s}", lambda: mlp("batch"), 0.3, steps=16, batch_size=16,
+                        seed=s, arch=arch, optimizer=cosine) for s in (1, 2)]
+    shared = run_sweep(variants("same"), data, verbose=False, workers=1)
+    fresh = run_sweep(variants(None), data, verbose=False, workers=1)
+    for a, b in zip(shared, fresh, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+    with pytest.raises(ValueError, match="schedule"):
+        run_sweep([Variant(f"lr {lr}", lambda: mlp("batch"), lr, steps=16, batch_size=16,
+                           arch="same", optimizer=cosine) for lr in (0.3, 0.1)],
+                  data, verbose=False, workers=1)
+
+
 def test_a_factory_and_a_momentum_together_are_refused():
     with pytest.raises(ValueError, match="momentum"):
         Variant("v", lambda: mlp(), 0.1, momentum=0.9,

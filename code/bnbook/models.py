@@ -21,7 +21,8 @@ without changing it is :mod:`bnbook.measure`'s job.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import keras
@@ -164,6 +165,10 @@ def side_by_side(branches: Mapping[str, Callable[[], keras.Model]], *,
     """
     if not branches:
         raise ValueError("side_by_side needs at least one branch")
+    for name in branches:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ValueError(f"branch name {name!r} is not a valid Keras name: use letters, "
+                             "digits, '_', '.' and '-' (no spaces)")
     built = {}
     for name, build in branches.items():
         if seed is not None:

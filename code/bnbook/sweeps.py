@@ -98,6 +98,11 @@ class Variant:
     compiled model only when they share the same factory object, so define
     each factory once and pass that object to every variant that uses it.
 
+    A factory may give the optimizer a learning-rate schedule built from the
+    rate (``lambda lr: keras.optimizers.SGD(CosineDecay(lr, steps))``); it
+    starts again for each variant, and variants that share a compiled model
+    must then share the rate too.
+
     ``loss_weights``, for a side-by-side model, weights each branch's loss
     (:func:`bnbook.training.compile_model`): with SGD, with or without
     momentum, branch ``i`` then trains at the learning rate
@@ -273,6 +278,7 @@ class _Sweep:
             set_seed(variant_seed)
             model = variant.build()
             variant.compile(model, _steps_per_execution(variant))
+            model.bnbook_rate = variant.learning_rate
             initial_weights[variant_seed] = model.get_weights()
         else:
             if variant_seed not in initial_weights:   # draw this seed's weights, uncompiled
@@ -280,6 +286,10 @@ class _Sweep:
                 initial_weights[variant_seed] = variant.build().get_weights()
             model.set_weights(initial_weights[variant_seed])
             _reset_optimizer(model.optimizer, variant.learning_rate)
+            if _has_schedule(model.optimizer) and variant.learning_rate != model.bnbook_rate:
+                raise ValueError(f"variant {variant.label!r}: its optimizer follows a learning-"
+                                 "rate schedule, which a shared model cannot change; give "
+                                 "variants with other rates another arch")
         if variant.initialize is not None:
             variant.initialize(model)
         return model
@@ -386,12 +396,19 @@ def _own_curve(curve: Mapping[str, np.ndarray], name: str | None,
     return own
 
 
+def _has_schedule(optimizer: keras.optimizers.Optimizer) -> bool:
+    return isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule)
+
+
 def _reset_optimizer(optimizer: keras.optimizers.Optimizer, learning_rate: float) -> None:
-    """Zero the step counter and every slot (momentum), then set the learning rate."""
+    """Zero the step counter and every slot (momentum), then set the learning rate; a
+    schedule starts again from step 0."""
+    schedule = _has_schedule(optimizer)
     for variable in optimizer.variables:
-        if variable is not optimizer.learning_rate:
+        if schedule or variable is not optimizer.learning_rate:
             variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
-    optimizer.learning_rate.assign(learning_rate)
+    if not schedule:
+        optimizer.learning_rate.assign(learning_rate)
 
 
 def column(rows: Sequence[Mapping[str, Any]], key: str, **where: Any) -> np.ndarray:
