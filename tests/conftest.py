@@ -1,4 +1,4 @@
-"""Shared fixtures, and a guard that nbmake really collected every chapter."""
+"""Shared fixtures, a guard that nbmake really collected every chapter, and failing chapters named."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ from pathlib import Path
 import pytest
 
 from booktools.layout import executable_chapters
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A chapter that fails under nbmake is named: its .md and the cell's line come first."""
+    config.pluginmanager.import_plugin("booktools.nbmake_names")
 
 
 @pytest.fixture(autouse=True)

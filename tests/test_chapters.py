@@ -6,6 +6,7 @@ from pathlib import Path
 
 import jupytext
 import pytest
+import yaml
 
 from booktools.layout import ROOT, executable_chapters, export_notebooks, source_of, toc_files
 
@@ -51,6 +52,17 @@ def test_every_chapter_first_installs_bnbook_where_it_is_missing() -> None:
         first = next(c for c in jupytext.read(source_of(page)).cells if c.cell_type == "code")
         assert "import bnbook" in first.source and "%pip install" in first.source, page
         assert "remove-cell" in first.metadata.get("tags", []), page
+
+
+def test_every_chapter_installs_bnbook_from_the_book_s_repository() -> None:
+    """On Colab the first cell installs ``bnbook[reader]`` from the repository that
+    ``_config.yml`` names (its launch buttons point there too): one URL, checked everywhere."""
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].rstrip("/")
+    wanted = f'%pip install --quiet "bnbook[reader] @ git+{url}"'
+    for page in executable_chapters():
+        first = next(c for c in jupytext.read(source_of(page)).cells if c.cell_type == "code")
+        installs = [line.strip() for line in first.source.splitlines() if "%pip" in line]
+        assert installs == [wanted], f"{page}: {installs}, not {wanted}"
 
 
 def test_no_backtick_fence_has_a_backtick_in_its_info_string() -> None:

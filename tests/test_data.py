@@ -90,7 +90,8 @@ def test_a_cached_array_of_the_wrong_dtype_is_rebuilt(monkeypatch: pytest.Monkey
     floats = next((tmp_path / "cache").glob("t10k-images*-float32.npy"))
     raw = floats.with_name(floats.name.replace("float32", "uint8"))
     raw.write_bytes(floats.read_bytes())  # float32 contents under the uint8 name
-    raw.with_suffix(".source").write_text(floats.with_suffix(".source").read_text())
+    for suffix in (".source", ".crc32"):
+        raw.with_suffix(suffix).write_text(floats.with_suffix(suffix).read_text())
     _, _, (pixels, _) = load_fashion_mnist(scaled=False)
     assert pixels.dtype == np.uint8
     np.testing.assert_array_equal(data.scale_pixels(pixels), x_test)
@@ -199,6 +200,90 @@ def test_array_cache_is_reused_and_repaired(monkeypatch: pytest.MonkeyPatch, tmp
     assert np.load(images).shape == (10_000, 28, 28)
 
 
+def _flip_one_payload_byte(path: Path, offset_from_end: int) -> None:
+    """Change one byte of a cached array in place, header and size intact."""
+    raw = bytearray(path.read_bytes())
+    raw[-offset_from_end] ^= 0x07
+    path.write_bytes(bytes(raw))
+
+
+def test_one_flipped_byte_in_the_cached_labels_is_caught_and_rebuilt_once(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Issue 18: a damaged cached label array was trusted (label 72 read as 1 instead of 6)."""
+    monkeypatch.setenv("BNBOOK_CACHE_DIR", str(tmp_path / "cache"))
+    _, (_, y_valid), _ = load_fashion_mnist()
+    truth = np.array(y_valid)
+    labels = next((tmp_path / "cache").glob("train-labels-*.npy"))
+    _flip_one_payload_byte(labels, 60_000 - 72)  # training label 72, in the validation split
+    assert np.load(labels)[72] != truth[72]  # the damage is in the payload, the header intact
+    data._VERIFIED.clear()  # a new kernel: nothing verified in this process yet
+    capfd.readouterr()
+    _, (_, y_valid), _ = load_fashion_mnist()
+    np.testing.assert_array_equal(y_valid, truth)
+    said = capfd.readouterr().err
+    assert said.count("damaged") == 1 and labels.name in said
+    data._VERIFIED.clear()
+    load_fashion_mnist()  # rebuilt: verified, and nothing more is said
+    assert capfd.readouterr().err == ""
+
+
+def test_a_damaged_cached_image_is_caught_in_either_dtype(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    monkeypatch.setenv("BNBOOK_CACHE_DIR", str(tmp_path / "cache"))
+    for scaled in (True, False):
+        _, _, (x_test, _) = load_fashion_mnist(scaled=scaled)
+        truth = np.array(x_test)
+        dtype = "float32" if scaled else "uint8"
+        images = next((tmp_path / "cache").glob(f"t10k-images-*-{dtype}.npy"))
+        _flip_one_payload_byte(images, 1)  # the last pixel's last byte
+        data._VERIFIED.clear()
+        _, _, (x_test, _) = load_fashion_mnist(scaled=scaled)
+        np.testing.assert_array_equal(x_test, truth)
+
+
+def test_a_cache_is_checked_once_per_process_unless_it_changes(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    """A chapter that loads twice pays for one check; a file replaced since is checked again."""
+    monkeypatch.setenv("BNBOOK_CACHE_DIR", str(tmp_path / "cache"))
+    load_fashion_mnist(scaled=False)
+    checked: list[Path] = []
+    crc = data._file_crc32
+    monkeypatch.setattr(data, "_file_crc32", lambda path: checked.append(path) or crc(path))
+    load_fashion_mnist(scaled=False)
+    assert checked == []
+    labels = next((tmp_path / "cache").glob("t10k-labels-*.npy"))
+    copy = labels.with_name("copy")
+    shutil.copyfile(labels, copy)
+    copy.replace(labels)  # same bytes, another file
+    load_fashion_mnist(scaled=False)
+    assert checked == [labels]
+
+
+def test_a_cache_without_a_checksum_is_rebuilt_silently(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                        capfd: pytest.CaptureFixture[str]) -> None:
+    """A cache made by the loader before checksums (no .crc32 beside it) is replaced, not reported."""
+    monkeypatch.setenv("BNBOOK_CACHE_DIR", str(tmp_path / "cache"))
+    load_fashion_mnist(scaled=False)
+    crc = next((tmp_path / "cache").glob("t10k-labels-*.crc32"))
+    crc.unlink()
+    data._VERIFIED.clear()
+    capfd.readouterr()
+    load_fashion_mnist(scaled=False)
+    assert capfd.readouterr().err == ""
+    assert int(crc.read_text(), 16) == data._file_crc32(crc.with_suffix(".npy"))
+
+
+def test_file_crc32_is_zlib_crc32_of_the_whole_file(tmp_path: Path) -> None:
+    import zlib
+
+    path = tmp_path / "bytes"
+    payload = np.random.default_rng(0).bytes(10_000)
+    path.write_bytes(payload)
+    assert data._file_crc32(path, chunk_bytes=4096) == zlib.crc32(payload)
+    path.write_bytes(payload[:-1] + bytes([payload[-1] ^ 1]))
+    assert data._file_crc32(path) != zlib.crc32(payload)
+
+
 def test_subset_is_reproducible_and_checks_its_size() -> None:
     x = np.arange(100, dtype=np.float32).reshape(100, 1)
     y = np.arange(100)
@@ -246,15 +331,6 @@ def test_repeated_batches_are_full_reshuffled_passes() -> None:
         next(iter(image_batches(x, y, batch_size=0)))
 
 
-@pytest.mark.parametrize("batch_size", [4, 10])
-def test_repeated_batches_scale_uint8_pixels_as_the_loader_does(batch_size: int) -> None:
-    pixels = np.arange(10 * 4, dtype=np.uint8).reshape(10, 2, 2) * 6
-    labels = np.arange(10, dtype=np.uint8)
-    images, y = next(iter(repeated_batches(pixels, labels, batch_size, shuffle=False, seed=0)))
-    assert images.dtype == np.float32
-    np.testing.assert_array_equal(images.numpy(), scale_pixels(pixels[y.numpy()]))
-
-
 def test_domain_shifts() -> None:
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
@@ -291,3 +367,10 @@ def test_padded_row_sequences_keep_the_middle_rows_and_pad_the_end() -> None:
         data.padded_row_sequences(x, min_length=6, pad_value=0.0)
     with pytest.raises(ValueError, match="min_length"):
         data.padded_row_sequences(x, min_length=0)
+def test_repeated_batches_scale_grey_levels_as_the_loader_does() -> None:
+    pixels = np.arange(12, dtype=np.uint8).reshape(6, 2) * 20
+    labels = np.arange(6, dtype=np.uint8)
+    for batch_size in (3, 6):   # mini-batches and the full batch
+        images, y = next(iter(repeated_batches(pixels, labels, batch_size, shuffle=False, seed=0)))
+        assert images.dtype == np.float32
+        np.testing.assert_array_equal(images.numpy(), scale_pixels(pixels[y.numpy()]))

@@ -8,11 +8,14 @@ import json
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from bnbook import measure
-from bnbook.models import (GhostBatchNormalization, NoisyShift, PaddingMask, branch,
-                           build_mlp, build_sequence_classifier, gaussian_kernels,
-                           normalization_layer, recompute_bn_statistics, side_by_side)
+from bnbook.models import (GhostBatchNormalization, NoisyShift, PaddingMask, SkipInitScale,
+                           branch, build_lenet, build_mlp, build_resnet,
+                           build_sequence_classifier, gaussian_kernels, normalization_layer,
+                           recompute_bn_statistics, redraw_kernels, side_by_side,
+                           zero_residual_gammas)
 from bnbook.training import compile_model, compile_sgd
 from tiny import bn_model, features, mlp
 
@@ -50,6 +53,7 @@ def test_normalization_after_activation_keeps_the_bias() -> None:
 
 
 @pytest.mark.parametrize("kind, cls", [("batch", keras.layers.BatchNormalization),
+                                       ("renorm", keras.layers.BatchNormalization),
                                        ("layer", keras.layers.LayerNormalization),
                                        ("group", keras.layers.GroupNormalization)])
 def test_normalization_layer_kinds(kind: str, cls: type) -> None:
@@ -244,3 +248,182 @@ def test_masked_bn_statistics_are_those_of_the_real_steps() -> None:
     np.testing.assert_allclose(bn.moving_mean.numpy(), h.reshape(-1, 5).mean(0), rtol=1e-4,
                                atol=1e-6)
     np.testing.assert_allclose(bn.moving_variance.numpy(), h.reshape(-1, 5).var(0), rtol=1e-3)
+def test_ghost_batch_renormalization_of_the_whole_batch_is_keras_renorm() -> None:
+    clipping = {"rmin": 0.5, "rmax": 2.0, "dmax": 1.0}
+    ghost = GhostBatchNormalization(16, renorm=True, renorm_clipping=clipping, momentum=0.5,
+                                    renorm_momentum=0.5)
+    plain = keras.layers.BatchNormalization(renorm=True, renorm_clipping=clipping, momentum=0.5,
+                                            renorm_momentum=0.5)
+    for _ in range(3):   # after the first step the corrections are no longer 1 and 0
+        x = features(16, 5)
+        np.testing.assert_allclose(ghost(x, training=True).numpy(),
+                                   plain(x, training=True).numpy(), rtol=1e-4, atol=1e-5)
+    for name in ("renorm_mean", "renorm_stddev", "moving_mean", "moving_variance"):
+        np.testing.assert_allclose(getattr(ghost, name).numpy(), getattr(plain, name).numpy(),
+                                   rtol=1e-5, err_msg=name)
+
+
+def test_ghost_batch_renormalization_corrects_each_ghost_batch_toward_the_averages() -> None:
+    clipping = {"rmin": 0.5, "rmax": 2.0, "dmax": 1.0}
+    layer = GhostBatchNormalization(4, renorm=True, renorm_clipping=clipping)
+    layer.build((None, 3))
+    mean, stddev = np.array([0.5, -1.0, 2.0]), np.array([2.0, 3.0, 0.5])
+    layer.renorm_mean.assign(mean.astype("float32"))
+    layer.renorm_stddev.assign(stddev.astype("float32"))
+    x = features(8, 3)
+    out = layer(x, training=True).numpy()
+    for g in range(2):
+        part = x[4 * g:4 * g + 4].astype(np.float64)
+        sd = np.sqrt(part.var(0) + layer.epsilon)
+        r = np.clip(sd / stddev, 0.5, 2.0)
+        d = np.clip((part.mean(0) - mean) / stddev, -1.0, 1.0)
+        expected = (part - part.mean(0)) / sd * r + d   # gamma 1, beta 0
+        np.testing.assert_allclose(out[4 * g:4 * g + 4], expected, rtol=1e-4, atol=1e-4)
+    # The gradient flows through the ghost statistics, not through r and d.
+    with tf.GradientTape() as tape:
+        inputs = tf.constant(x)
+        tape.watch(inputs)
+        total = tf.reduce_sum(layer(inputs, training=True))
+    gradient = tape.gradient(total, inputs).numpy()
+    np.testing.assert_allclose(gradient, 0.0, atol=1e-4)   # a sum of normalized values is constant
+
+
+def test_renorm_layer_clips_and_averages_with_its_momentum() -> None:
+    layer = normalization_layer("renorm", momentum=0.9)
+    assert layer.renorm and layer.renorm_momentum == 0.9 and layer.momentum == 0.9
+    assert layer.renorm_clipping == {"rmin": 1 / 3, "rmax": 3.0, "dmax": 5.0}
+    assert not normalization_layer("batch").renorm
+
+
+# ------------------------------------------------------------------ LeNet
+
+def test_lenet_shapes_and_parameter_counts() -> None:
+    """d2l's LeNet: 61,706 parameters; BN after the four layers drops 226 biases and adds
+    4 vectors of 6 + 16 + 120 + 84 numbers."""
+    plain = build_lenet()
+    assert plain.count_params() == 156 + 2_416 + 48_120 + 10_164 + 850 == 61_706
+    bn = build_lenet(normalization="batch")
+    assert bn.count_params() == 61_706 - 226 + 4 * 226
+    shapes = [tuple(layer.output.shape[1:]) for layer in plain.layers]
+    assert shapes == [(28, 28, 1), (28, 28, 6), (28, 28, 6), (14, 14, 6), (10, 10, 16),
+                      (10, 10, 16), (5, 5, 16), (400,), (120,), (120,), (84,), (84,), (10,)]
+    assert plain.layers[2].get_config()["activation"] == "sigmoid"
+
+
+def test_lenet_normalizes_only_the_convolutions_when_asked() -> None:
+    model = build_lenet(activation="relu", normalization="batch", normalize_dense=False)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("BatchNormalization") == 2
+    assert kinds[kinds.index("Flatten") + 1:] == ["Dense", "Activation", "Dense", "Activation",
+                                                  "Dense"]
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert not any(c.use_bias for c in convs)
+    assert all(layer.use_bias for layer in model.layers if isinstance(layer, keras.layers.Dense))
+
+
+def test_lenet_group_norm_groups_divide_the_channels() -> None:
+    model = build_lenet(normalization="group")
+    groups = [layer.groups for layer in model.layers
+              if isinstance(layer, keras.layers.GroupNormalization)]
+    assert groups == [3, 4, 4, 4]
+    x = RNG.random((2, 28, 28)).astype("float32")
+    assert model(x).shape == (2, 10)
+
+
+# ------------------------------------------------------------------ ResNet
+
+def _branch_ends(model):
+    return [layer.name for layer in model.layers if layer.name.endswith("_bn2")]
+
+
+def test_resnet_shapes_and_layers() -> None:
+    model = build_resnet((8, 16, 32), 1)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) == 1 + 2 * 3 + 2                    # stem, two per block, two projections
+    out = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
+    assert out["stem"] == (14, 14, 8) and out["s1b0_conv2"] == (7, 7, 16)
+    assert out["s2b0_conv2"] == (4, 4, 32) and out["classifier"] == (10,)
+    assert _branch_ends(model) == ["s0b0_bn2", "s1b0_bn2", "s2b0_bn2"]
+    assert not any(c.use_bias for c in convs)
+    x = RNG.random((3, 28, 28)).astype("float32")
+    np.testing.assert_allclose(np.asarray(model(x)).sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_resnet_variants_differ_only_where_asked() -> None:
+    residual = build_resnet((8,), 3)
+    plain = build_resnet((8,), 3, residual=False)
+    assert residual.count_params() == plain.count_params()  # one width: no projections
+    assert not any(isinstance(layer, keras.layers.Add) for layer in plain.layers)
+    none = build_resnet(normalization="none")
+    assert not measure.bn_layers(none)
+    assert all(layer.use_bias for layer in none.layers if isinstance(layer, keras.layers.Conv2D))
+    pre = build_resnet(block="pre")
+    names = [layer.name for layer in measure.bn_layers(pre)]
+    assert names[0] == "s0b0_bn_in" and names[-1] == "final_bn" and not _branch_ends(pre)
+
+
+def test_skipinit_and_zero_gamma_start_every_block_as_the_identity() -> None:
+    x = RNG.random((4, 28, 28)).astype("float32")
+    skip = build_resnet((8,), 2, normalization="none", skipinit=True)
+    assert sum(isinstance(layer, SkipInitScale) for layer in skip.layers) == 2
+    stem = keras.Model(skip.input, skip.get_layer("stem").output)
+    last = keras.Model(skip.input, skip.layers[-3].output)   # the last block's output
+    # relu(x + 0 * f(x)), twice: the ReLU of the stem's output
+    np.testing.assert_allclose(last(x), np.maximum(stem(x), 0), atol=1e-6)
+    keras.utils.set_random_seed(0)
+    bn = build_resnet((8,), 2)
+    assert zero_residual_gammas(bn) == 2
+    stem_out = keras.Model(bn.input, bn.get_layer("stem_bn").output)
+    block_out = keras.Model(bn.input, bn.layers[-3].output)
+    # relu(relu(x) + 0) = relu(x): in training mode too (gamma = 0 whatever the statistics)
+    np.testing.assert_allclose(block_out(x, training=True),
+                               np.maximum(stem_out(x, training=True), 0), atol=1e-6)
+    same = build_resnet((8,), 2, zero_last_gamma=True)
+    assert all(np.all(same.get_layer(n).gamma.numpy() == 0) for n in _branch_ends(same))
+
+
+def test_skipinit_scale_learns_and_serializes() -> None:
+    layer = SkipInitScale(initial=0.5)
+    x = np.ones((2, 3), "float32")
+    np.testing.assert_allclose(layer(x), 0.5 * x)
+    assert len(layer.trainable_weights) == 1
+    assert SkipInitScale.from_config(json.loads(json.dumps(layer.get_config()))).initial == 0.5
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(block="middle"), "block must be"),
+    (dict(normalization="group"), "normalization must be"),
+    (dict(residual=False, skipinit=True), "needs residual=True"),
+    (dict(block="pre", zero_last_gamma=True), "zero_last_gamma"),
+    (dict(normalization="none", zero_last_gamma=True), "zero_last_gamma"),
+    (dict(widths=()), "at least one width"),
+])
+def test_resnet_bad_arguments_are_refused(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        build_resnet(**kwargs)
+
+
+def test_zero_residual_gammas_refuses_a_model_without_residual_bn() -> None:
+    with pytest.raises(ValueError, match="no residual-branch BN"):
+        zero_residual_gammas(build_resnet(block="pre"))
+    with pytest.raises(ValueError, match="height, width"):
+        build_lenet(input_shape=(28, 28, 1))
+
+
+def test_redraw_kernels_is_a_fresh_seeded_draw() -> None:
+    model = build_resnet((8,), 1)
+    before = [w.numpy().copy() for w in model.weights]
+
+    def kernels(seed: int) -> list[np.ndarray]:
+        keras.utils.set_random_seed(seed)
+        assert redraw_kernels(model) == 4                   # stem, two convs, classifier
+        return [layer.kernel.numpy().copy() for layer in model.layers if hasattr(layer, "kernel")]
+
+    first, again, other = kernels(1), kernels(1), kernels(2)
+    for a, b, c in zip(first, again, other, strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, c)
+    stem = model.get_layer("stem").kernel.numpy()
+    assert abs(stem.std() - np.sqrt(2 / 9)) < 0.15                # He normal, fan-in 9
+    unchanged = [w for w, old in zip(model.weights, before) if "gamma" in w.path]
+    assert all(np.all(w.numpy() == 1) for w in unchanged)

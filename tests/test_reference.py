@@ -249,6 +249,123 @@ def test_fold_keras_model_gives_identical_predictions():
     assert np.max(np.abs(model(x, training=False).numpy() - unfolded)) > 0.1
 
 
+# ------------------------------------------------------------------ convolutions
+
+def _conv_bn_model(padding="same", strides=1, seed=0):
+    """Conv2D -> BN with non-trivial gamma, beta and moving statistics."""
+    keras.utils.set_random_seed(seed)
+    conv = keras.layers.Conv2D(4, 3, padding=padding, strides=strides, use_bias=True)
+    bn = keras.layers.BatchNormalization(momentum=0.9)
+    model = keras.Sequential([keras.Input((7, 7, 3)), conv, bn])
+    x = np.random.default_rng(seed).normal(1.0, 2.0, size=(16, 7, 7, 3)).astype("float32")
+    for _ in range(3):
+        model(x, training=True)
+    rng = np.random.default_rng(seed + 1)
+    bn.gamma.assign(rng.uniform(0.5, 2, 4).astype("float32"))
+    bn.beta.assign(rng.normal(size=4).astype("float32"))
+    return model, conv, bn, x
+
+
+def test_bn_after_conv2d_matches_keras_forward_gradients_and_moving_statistics():
+    """The NHWC reference on a Conv2D's output: outputs, dx, dgamma, dbeta, moving averages."""
+    keras.utils.set_random_seed(3)
+    conv = keras.layers.Conv2D(5, 3, kernel_initializer="he_normal")
+    x = np.random.default_rng(3).normal(size=(6, 9, 9, 2)).astype("float32")
+    maps = conv(x).numpy()                                   # (6, 7, 7, 5)
+    _, gamma, beta, dout = _problem(maps.shape, np.float32, seed=4)
+    layer = _keras_bn(gamma, beta, maps.shape, momentum=0.9)
+    keras_out, keras_dx, keras_dgamma, keras_dbeta = _keras_grads(layer, maps, dout)
+    out, cache = ref.batch_norm_forward_nhwc(maps, gamma, beta)
+    dx, dgamma, dbeta = ref.batch_norm_backward_nhwc(dout, cache)
+    for ours, theirs in [(out, keras_out), (dx, keras_dx), (dgamma, keras_dgamma),
+                         (dbeta, keras_dbeta)]:
+        assert ref.relative_error(ours, theirs) < KERAS_TOL
+    assert cache.mean.shape == (5,) and cache.x.shape == (6 * 7 * 7, 5)
+    mean, var = ref.moments(maps)                            # over N, H and W
+    np.testing.assert_allclose(layer.moving_mean.numpy(),
+                               ref.update_moving(np.zeros(5), mean, 0.9), atol=KERAS_TOL)
+    np.testing.assert_allclose(layer.moving_variance.numpy(),
+                               ref.update_moving(np.ones(5), var, 0.9), rtol=KERAS_TOL)
+    inference = ref.batch_norm_inference(maps, gamma, beta, layer.moving_mean.numpy(),
+                                         layer.moving_variance.numpy())
+    assert ref.relative_error(inference, layer(maps, training=False).numpy()) < KERAS_TOL
+
+
+def test_nhwc_statistics_are_not_per_position():
+    """Per channel over N, H, W: a per-position (N-only) normalization differs."""
+    x, gamma, beta, _ = _problem((4, 3, 3, 2), np.float64, seed=12)
+    x = x + np.arange(9).reshape(1, 3, 3, 1)                 # position-dependent mean
+    out, _ = ref.batch_norm_forward_nhwc(x, gamma, beta)
+    per_position = ref.batch_norm_forward(x.reshape(4, -1), np.ones(18), np.zeros(18))[0]
+    assert np.abs(out.mean(axis=(0, 1, 2)) - beta).max() < 1e-12
+    assert np.abs(per_position.reshape(x.shape) * gamma + beta - out).max() > 0.1
+
+
+@pytest.mark.parametrize("padding, strides", [("same", 1), ("valid", 1), ("same", 2)])
+def test_fold_into_preceding_conv2d_is_exact(padding, strides):
+    model, conv, bn, x = _conv_bn_model(padding, strides)
+    folded_conv = keras.layers.Conv2D(4, 3, padding=padding, strides=strides)
+    folded = keras.Sequential([keras.Input((7, 7, 3)), folded_conv])
+    folded_conv.set_weights(ref.fold_batch_norm(*conv.get_weights(), *bn.get_weights(),
+                                                epsilon=bn.epsilon))
+    expected = model(x, training=False).numpy()
+    assert ref.relative_error(folded(x).numpy(), expected) < KERAS_TOL
+    assert ref.relative_error(conv(x).numpy(), expected) > 0.01   # BN is not the identity
+
+
+def _bn_conv(padding):
+    """BN -> Conv2D in inference mode, and the folded Conv2D."""
+    rng = np.random.default_rng(13)
+    gamma, beta = rng.uniform(0.5, 2, 3), rng.normal(2.0, 1.0, 3)
+    mean, var = rng.normal(size=3), rng.uniform(0.1, 3, 3)
+    keras.utils.set_random_seed(13)
+    conv = keras.layers.Conv2D(4, 3, padding=padding)
+    x = rng.normal(size=(2, 6, 6, 3)).astype("float32")
+    normalized = ref.batch_norm_inference(x, gamma.astype("float32"), beta.astype("float32"),
+                                          mean.astype("float32"), var.astype("float32"))
+    expected = conv(normalized).numpy()
+    folded_conv = keras.layers.Conv2D(4, 3, padding=padding)
+    folded_conv.build(x.shape)
+    folded_conv.set_weights(ref.fold_batch_norm_into_next(gamma, beta, mean, var,
+                                                          *conv.get_weights()))
+    scale = gamma / np.sqrt(var + ref.DEFAULT_EPSILON)
+    return expected, folded_conv(x).numpy(), folded_conv, x, (beta - mean * scale) / scale
+
+
+def test_fold_into_next_conv2d_is_exact_without_padding():
+    expected, folded, *_ = _bn_conv("valid")
+    assert ref.relative_error(folded, expected) < KERAS_TOL
+
+
+def test_fold_into_next_conv2d_with_zero_padding_errs_on_the_border_only():
+    expected, folded, folded_conv, x, zero_point = _bn_conv("same")
+    error = np.abs(folded - expected).max(axis=(0, 3))       # (H, W)
+    assert error[1:-1, 1:-1].max() < 1e-4                   # interior: exact
+    assert error[0].min() > 1e-2 and error[:, -1].min() > 1e-2   # every border position off
+    # Padding with the input that BN maps to 0 makes it exact again.
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    padded[:, [0, -1], :, :] = -zero_point.astype("float32")
+    padded[:, :, [0, -1], :] = -zero_point.astype("float32")
+    valid = keras.layers.Conv2D(4, 3, padding="valid")
+    valid.build(padded.shape)
+    valid.set_weights(folded_conv.get_weights())
+    assert ref.relative_error(valid(padded).numpy(), expected) < KERAS_TOL
+
+
+def test_normalization_noise():
+    rng = np.random.default_rng(14)
+    dense = rng.normal(3.0, 2.0, size=(256, 5))
+    images = rng.normal(3.0, 2.0, size=(256, 6, 6, 5))
+    assert ref.normalization_noise(dense, 256) < 1e-12             # the population itself
+    # A batch of one example: every value normalizes to 0, i.e. the noise is the RMS of
+    # the population-normalized values, 1 up to epsilon.
+    assert ref.normalization_noise(dense, 1) == pytest.approx(1.0, abs=1e-3)
+    noises = [ref.normalization_noise(dense, m) for m in (2, 8, 32)]
+    assert noises[0] > noises[1] > noises[2] > 0
+    # Per channel over 36 positions, a single image is as good as dozens of examples.
+    assert ref.normalization_noise(images, 1) < ref.normalization_noise(dense, 8)
+
+
 # ------------------------------------------------------------------ helpers
 
 def test_numeric_gradient_of_a_known_function():
@@ -304,6 +421,14 @@ def test_relative_error():
     (lambda: ref.fold_batch_norm_into_next(None, None, np.zeros(3), np.ones(3),
                                            np.zeros((4, 2)), None),
      ValueError, r"moving_mean must have shape \(4,\)"),
+    (lambda: ref.fold_batch_norm(np.zeros((3, 3, 2)), None, None, None, np.zeros(2),
+                                 np.ones(2)),
+     ValueError, r"\(kh, kw, in_channels, out_channels\)"),
+    (lambda: ref.fold_batch_norm_into_next(None, None, np.zeros(3), np.ones(3),
+                                           np.zeros((3, 3, 2, 4)), None),
+     ValueError, r"moving_mean must have shape \(2,\)"),
+    (lambda: ref.normalization_noise(np.zeros((4, 3)), 5), ValueError, "batch_size"),
+    (lambda: ref.normalization_noise(np.zeros((4, 3, 2)), 2), ValueError, r"\(N, D\)"),
     (lambda: ref.relative_error(np.zeros(2), np.zeros(3)), ValueError, "same shape"),
     (lambda: ref.numeric_gradient(np.sum, np.zeros(2), h=0.0), ValueError, "h must be positive"),
 ])

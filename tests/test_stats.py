@@ -80,7 +80,8 @@ def test_exact_checks() -> None:
     assert exact(3e-7, 1e-5).verdict == "exact"
     assert exact(3e-3, 1e-5).verdict == "not exact"
     assert exact(math.nan, 1e-5).verdict == "not exact"
-    assert "exact" in exact(3e-7, 1e-5).text
+    assert exact(3e-7, 1e-5).text == "3.0e-07 (exact, tolerance 1e-05)"
+    assert exact(3e-3, 1e-5).text == "3.0e-03 (not exact, tolerance 1e-05)"
     with pytest.raises(ValueError):
         exact(0.0, 0.0)
 

@@ -75,6 +75,27 @@ def test_threads_give_the_numbers_of_one_thread_and_of_plain_fit(data):
     assert evaluate(model, *data)[0] == serial[1]["train_loss"]
 
 
+def test_the_evaluation_chunk_changes_no_result(data, monkeypatch: pytest.MonkeyPatch):
+    import bnbook.sweeps
+
+    chunks = []
+
+    def recording_evaluate(model, x, y, **kwargs):
+        chunks.append(kwargs.get("batch_size"))
+        return evaluate(model, x, y, **kwargs)
+
+    monkeypatch.setattr(bnbook.sweeps, "evaluate", recording_evaluate)
+
+    def sweep(eval_batch_size):
+        return run_sweep([Variant("v", lambda: mlp("batch"), 0.1, epochs=1, batch_size=16)],
+                         data, valid=data, seed=2, verbose=False,
+                         eval_batch_size=eval_batch_size)[0]
+    default, chunked = sweep(None), sweep(5)
+    assert chunks == [None, None, 5, 5]            # train and valid, each run
+    assert chunked["valid_accuracy"] == default["valid_accuracy"]
+    assert chunked["train_loss"] == pytest.approx(default["train_loss"], rel=1e-6)
+
+
 def test_evaluate_train_can_be_skipped(data):
     (row,) = run_sweep([Variant("v", lambda: mlp(), 0.1, epochs=1, batch_size=32)], data,
                        valid=data, evaluate_train=False, verbose=False)

@@ -46,6 +46,20 @@ def test_warm_times_counts_calls_and_keeps_the_median_or_the_fastest(
     assert rounds["f"].tolist() == [4, 6] and rounds["g"].tolist() == [1, 2]  # paired by round
 
 
+def test_round_times_reads_the_clock_it_is_given() -> None:
+    cpu = [0.0]
+
+    def work(seconds: float):
+        def fn() -> None:  # advances only the given clock, not the wall clock
+            cpu[0] += seconds
+        return fn
+
+    rounds = timing.round_times({"f": work(2.0), "g": work(0.5)}, repeats=3, warmup=1,
+                                clock=lambda: cpu[0])
+    assert rounds["f"].tolist() == [2.0] * 3 and rounds["g"].tolist() == [0.5] * 3
+    assert cpu[0] == 4 * 2.5  # the warm-up call of each ran too, untimed
+
+
 def test_compiled_train_steps_equal_fit_on_the_same_batch() -> None:
     x, y = features(16), RNG.integers(0, 3, size=16)
     trained = []

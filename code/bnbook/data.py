@@ -29,7 +29,10 @@ truncated or corrupted file raises ``DataError`` instead of training on
 garbage. The decoded arrays are cached as ``.npy`` files (folder:
 ``BNBOOK_CACHE_DIR``, default ``~/.cache/bnbook``), named by those digests and
 stamped with the source file they were verified from, so later kernels skip
-the decompression and the checksum unless the source file changed.
+the decompression and the SHA-256 unless the source file changed. The stamp
+also holds the CRC-32 of the ``.npy`` file, checked when a kernel first maps
+it: a cache damaged on disk (one flipped byte) is rebuilt from the verified
+source, with one line on stderr that says so.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import sys
+import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -234,28 +240,77 @@ def _load_array(folder: Path, spec: IdxFile, scaled: bool) -> np.ndarray:
     """The decoded file, from the ``.npy`` cache when it was made from this very file.
 
     The cache (uint8 as in the file, or float32 images scaled to [0, 1]) is
-    named by the file's digest and dtype and stamped with the source's path,
-    size and modification time, so a source that changed since, damaged or
-    not, is read and verified again.
+    named by the file's digest and dtype. Beside it, ``<name>.source`` holds the
+    source's path, size and modification time, so a source that changed since,
+    damaged or not, is read and verified again; ``<name>.crc32`` holds the
+    CRC-32 of the ``.npy`` file as written, so a cache damaged since (one
+    flipped byte is enough) is rebuilt from the verified source, with one line
+    on stderr that says so.
     """
     path = _candidate(folder, spec.name)
     assert path is not None  # find_data_dir checked it
     dtype = np.dtype(np.float32 if scaled and len(spec.shape) == 3 else np.uint8)
     cached = _npy_cache_dir() / f"{spec.name}-{spec.sha256[:16]}-{dtype.name}.npy"
-    stamp = cached.with_suffix(".source")
-    if cached.is_file() and stamp.is_file() and stamp.read_text() == _source_stamp(path):
+    source = _source_stamp(path)
+    verdict = _verify_cache(cached, source)
+    if verdict == "ok":
         array = _map_cache(cached, spec, dtype)
         if array is not None:
             return array
+    elif verdict == "damaged":
+        print(f"bnbook.data: the cached array {cached} does not match the CRC-32 stored beside "
+              f"it (the file was damaged); rebuilding it from the verified {path}",
+              file=sys.stderr, flush=True)
     array = read_idx(path, spec)
     if dtype == np.float32:
         array = scale_pixels(array)
-    _write_cache(cached, array, _source_stamp(path))
-    mapped = _map_cache(cached, spec, dtype)
+    _write_cache(cached, array, source)
+    mapped = _map_cache(cached, spec, dtype) if _verify_cache(cached, source) == "ok" else None
     if mapped is not None:
         return mapped
     array.setflags(write=False)
     return array
+
+
+#: The ``.npy`` files this process has verified: path -> (inode, size, mtime in ns, CRC-32).
+#: A kernel that loads the data twice checks each file once, unless it changed on disk.
+_VERIFIED: dict[Path, tuple[int, int, int, int]] = {}
+
+
+def _file_crc32(path: Path, chunk_bytes: int = 1 << 20) -> int:
+    """CRC-32 (``zlib.crc32``) of a file's bytes, read in chunks of ``chunk_bytes``.
+
+    Read with plain reads, not through a memory map, so that checking a cached
+    array does not make all its pages part of the process's resident memory.
+    CRC-32 detects every error burst of up to 32 bits, so any one damaged byte.
+    """
+    crc, buffer = 0, bytearray(chunk_bytes)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while n := handle.readinto(buffer):
+            crc = zlib.crc32(view[:n], crc)
+    return crc
+
+
+def _verify_cache(cached: Path, source: str) -> str:
+    """``"ok"``; ``"stale"``: missing, made from another source file, or without a
+    checksum (made by an older loader); ``"damaged"``: its CRC-32 no longer matches."""
+    try:
+        made_from = cached.with_suffix(".source").read_text()
+        expected = int(cached.with_suffix(".crc32").read_text().strip(), 16)
+        stat = cached.stat()
+    except (OSError, ValueError):
+        return "stale"
+    if made_from != source:
+        return "stale"
+    key = (stat.st_ino, stat.st_size, stat.st_mtime_ns, expected)
+    if _VERIFIED.get(cached) == key:
+        return "ok"
+    if _file_crc32(cached) != expected:
+        _VERIFIED.pop(cached, None)
+        return "damaged"
+    _VERIFIED[cached] = key
+    return "ok"
 
 
 def _map_cache(cached: Path, spec: IdxFile, dtype: np.dtype) -> np.ndarray | None:
@@ -271,16 +326,25 @@ def _map_cache(cached: Path, spec: IdxFile, dtype: np.dtype) -> np.ndarray | Non
     return array if array.shape == spec.shape and array.dtype == dtype else None
 
 
-def _write_cache(path: Path, array: np.ndarray, stamp: str) -> None:
-    """Write atomically; an unwritable cache folder just means no cache."""
+def _write_cache(path: Path, array: np.ndarray, source: str) -> None:
+    """Write the array, its CRC-32 and its source stamp, each atomically (the same
+    array always gives the same bytes, so writers in other processes agree); an
+    unwritable cache folder just means no cache."""
+    unique = f"{os.getpid()}-{threading.get_ident()}"
+    tmp = {suffix: path.with_suffix(f".{unique}.tmp{suffix}") for suffix in (".npy", ".crc32", ".source")}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, array, allow_pickle=False)
-        tmp.replace(path)
-        path.with_suffix(".source").write_text(stamp)
+        np.save(tmp[".npy"], array, allow_pickle=False)
+        crc = _file_crc32(tmp[".npy"])
+        tmp[".crc32"].write_text(f"{crc:08x}\n")
+        tmp[".source"].write_text(source)
+        for suffix, written in tmp.items():
+            written.replace(path.with_suffix(suffix))
+        stat = path.stat()
+        _VERIFIED[path] = (stat.st_ino, stat.st_size, stat.st_mtime_ns, crc)
     except OSError:
-        pass
+        for leftover in tmp.values():
+            leftover.unlink(missing_ok=True)
 
 
 Split = tuple[np.ndarray, np.ndarray]
@@ -384,7 +448,8 @@ def repeated_batches(pixels: Any, labels: Any, batch_size: int, *, shuffle: bool
     batches of ``batch_size``; the remainder of a pass is dropped. A
     ``batch_size`` of at least the number of examples gives the whole set as
     one batch at every step (full-batch gradient descent). uint8 ``pixels``
-    are scaled one batch at a time, as in :func:`image_batches`.
+    (grey levels) are scaled to [0, 1] batch by batch, as :func:`image_batches`
+    and :func:`scale_pixels` do.
     """
     import tensorflow as tf
 

@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 #: Examples per eager call in inference mode (the result does not depend on it).
-INFERENCE_CHUNK = 1024
+INFERENCE_CHUNK = 2048
 #: The evaluation batch in training mode, where each batch's own statistics matter.
 TRAINING_BATCH = 256
 
@@ -143,7 +143,7 @@ def predict(model: keras.Model, x: np.ndarray, *, training: bool = False,
 
     * ``training=False`` (inference): BN uses its moving statistics, Dropout is
       off. The model is called eagerly in chunks of ``batch_size`` (default
-      1,024), not through ``model.predict``: nothing is traced or compiled,
+      2,048), not through ``model.predict``: nothing is traced or compiled,
       which matters in sweeps of dozens of short-lived models; the outputs
       are those of ``model.predict``. The chunk size does not change them.
     * ``training=True``: each batch of ``batch_size`` examples (default 256;

@@ -13,9 +13,14 @@ without changing it is :mod:`bnbook.measure`'s job.
   as if apart (the variants of one seed in one run).
 * :func:`build_sequence_classifier`, :class:`PaddingMask`: a small model of
   padded sequences (rows of an image as time steps), normalized per position.
+* :func:`build_lenet`: LeNet-5 as in d2l, with any normalization after its layers.
+* :func:`build_resnet`: a small residual (or plain) ConvNet: post- or
+  pre-activation blocks, BN or none, SkipInit; :func:`zero_residual_gammas`
+  and :class:`SkipInitScale` go with it.
 * :class:`NoisyShift`: a layer that injects a random shift after BN ("noisy BN").
 * :class:`GhostBatchNormalization`: BN whose training statistics come from sub-batches.
 * :func:`gaussian_kernels`: an initializer hook that redraws every Dense kernel.
+* :func:`redraw_kernels`: every kernel afresh from its own initializer (a new seed, no rebuild).
 * :func:`recompute_bn_statistics`: PreciseBN, population statistics into every BN layer.
 """
 
@@ -35,16 +40,26 @@ __all__ = [
     "Normalization",
     "NoisyShift",
     "PaddingMask",
+    "RENORM_CLIPPING",
+    "SkipInitScale",
     "branch",
+    "build_lenet",
     "build_mlp",
+    "build_resnet",
     "build_sequence_classifier",
     "gaussian_kernels",
     "normalization_layer",
     "recompute_bn_statistics",
+    "redraw_kernels",
     "side_by_side",
+    "zero_residual_gammas",
 ]
 
-Normalization = Literal["none", "batch", "layer", "group", "rms"]
+Normalization = Literal["none", "batch", "renorm", "layer", "group", "rms"]
+
+#: Batch renormalization's clipping of ``r`` to [1/3, 3] and ``d`` to [-5, 5]: the
+#: final values of Ioffe (2017), used from the first step (Keras has no schedule).
+RENORM_CLIPPING = {"rmin": 1 / 3, "rmax": 3.0, "dmax": 5.0}
 
 
 def normalization_layer(kind: Normalization, *, groups: int = 10,
@@ -52,16 +67,27 @@ def normalization_layer(kind: Normalization, *, groups: int = 10,
                         ) -> keras.layers.Layer | None:
     """The Keras layer for ``kind``; ``None`` for ``"none"``.
 
-    ``"rms"`` is ``keras.layers.RMSNormalization`` (Zhang & Sennrich 2019):
-    each example's features divided by their root mean square, times a
-    learned scale, with no centring and no shift. ``decay`` puts weight decay
-    on the layer's scale and shift (see :func:`build_mlp`).
+    ``"batch"``: ``BatchNormalization(momentum)``; ``"renorm"``: the same with
+    batch renormalization (:data:`RENORM_CLIPPING`, its own moving averages
+    with the same ``momentum``); ``"layer"``: ``LayerNormalization``;
+    ``"group"``: ``GroupNormalization(groups)``, which must divide the
+    number of features (channels) of its input; ``"rms"``:
+    ``RMSNormalization`` (Zhang & Sennrich 2019), each example's features
+    divided by their root mean square, times a learned scale, with no
+    centring and no shift. ``decay`` puts weight decay on the layer's scale
+    and shift (see :func:`build_mlp`).
     """
     regularizer = _decay(decay)
     if kind == "none":
         return None
     if kind == "batch":
         return keras.layers.BatchNormalization(momentum=momentum, name=name,
+                                               gamma_regularizer=regularizer,
+                                               beta_regularizer=regularizer)
+    if kind == "renorm":
+        return keras.layers.BatchNormalization(momentum=momentum, renorm=True,
+                                               renorm_clipping=dict(RENORM_CLIPPING),
+                                               renorm_momentum=momentum, name=name,
                                                gamma_regularizer=regularizer,
                                                beta_regularizer=regularizer)
     if kind == "layer":
@@ -76,8 +102,8 @@ def normalization_layer(kind: Normalization, *, groups: int = 10,
             raise ValueError("decay is not supported for 'rms' (RMSNormalization has no "
                              "regularizer argument)")
         return keras.layers.RMSNormalization(name=name)
-    raise ValueError(f"unknown normalization {kind!r}; use 'none', 'batch', 'layer', 'group' "
-                     "or 'rms'")
+    raise ValueError(f"unknown normalization {kind!r}; "
+                     "use 'none', 'batch', 'renorm', 'layer', 'group' or 'rms'")
 
 
 def _decay(weight_decay: float) -> keras.regularizers.Regularizer | None:
@@ -256,6 +282,229 @@ def build_sequence_classifier(normalization: Normalization | Literal["batch_mask
     x = keras.layers.GlobalAveragePooling1D()(x, mask=mask)
     outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
     return keras.Model(inputs, outputs, name=f"sequences_{normalization}")
+def _lenet_groups(channels: int, max_groups: int) -> int:
+    """The most groups, at most ``max_groups``, that divide ``channels`` evenly."""
+    return max(g for g in range(1, max_groups + 1) if channels % g == 0)
+
+
+def build_lenet(*, activation: str = "sigmoid", normalization: Normalization = "none",
+                normalize_dense: bool = True, momentum: float = 0.99, max_groups: int = 4,
+                num_classes: int = 10, input_shape: tuple[int, int] = (28, 28),
+                name: str | None = None) -> keras.Sequential:
+    """LeNet-5 (LeCun et al., 1998) in the layout of d2l's BN-LeNet, normalization optional.
+
+    Layers and the shape of one example's output (28 x 28 grey images)::
+
+        Reshape                      (28, 28, 1)
+        Conv2D 6 @ 5x5, same         (28, 28, 6)   -> [norm] -> activation
+        AveragePooling2D 2           (14, 14, 6)
+        Conv2D 16 @ 5x5, valid       (10, 10, 16)  -> [norm] -> activation
+        AveragePooling2D 2           (5, 5, 16)
+        Flatten                      (400,)
+        Dense 120                    (120,)        -> [norm] -> activation
+        Dense 84                     (84,)         -> [norm] -> activation
+        Dense 10, softmax            (10,)
+
+    ``normalization`` (see :func:`normalization_layer`) sits between each
+    convolution or hidden Dense layer and its activation, as in Ioffe &
+    Szegedy (2015); a normalized layer drops its bias (the norm's shift
+    replaces it). With ``normalize_dense=False`` only the two convolutions
+    are normalized and the Dense layers keep their bias. ``momentum`` is BN's
+    (and batch renormalization's). GroupNorm gets, per layer, the most groups
+    up to ``max_groups`` that divide its channels (3, 4, 4 and 4 with the
+    default). Kernels start from Keras' default, Glorot uniform. Parameters:
+    61,706 without normalization, 62,384 with BN after all four layers.
+    """
+    if len(input_shape) != 2:
+        raise ValueError(f"input_shape is (height, width) of grey images, got {input_shape}")
+    layers: list[keras.layers.Layer] = [keras.Input(shape=input_shape),
+                                        keras.layers.Reshape((*input_shape, 1))]
+
+    def add(make_layer: Callable[[bool], keras.layers.Layer], channels: int,
+            normalized: bool) -> None:
+        norm = (normalization_layer(normalization, groups=_lenet_groups(channels, max_groups),
+                                    momentum=momentum) if normalized else None)
+        layers.append(make_layer(norm is None))
+        if norm is not None:
+            layers.append(norm)
+        layers.append(keras.layers.Activation(activation))
+
+    add(lambda bias: keras.layers.Conv2D(6, 5, padding="same", use_bias=bias), 6, True)
+    layers.append(keras.layers.AveragePooling2D(2))
+    add(lambda bias: keras.layers.Conv2D(16, 5, use_bias=bias), 16, True)
+    layers.append(keras.layers.AveragePooling2D(2))
+    layers.append(keras.layers.Flatten())
+    add(lambda bias: keras.layers.Dense(120, use_bias=bias), 120, normalize_dense)
+    add(lambda bias: keras.layers.Dense(84, use_bias=bias), 84, normalize_dense)
+    layers.append(keras.layers.Dense(num_classes, activation="softmax"))
+    return keras.Sequential(layers, name=name)
+
+
+@keras.saving.register_keras_serializable(package="bnbook")
+class SkipInitScale(keras.layers.Layer):
+    """Multiply the input by one learned scalar ``alpha``, initialized to ``initial`` (0).
+
+    Placed at the end of each residual branch of a network without
+    normalization, it is SkipInit (De & Smith, 2020): at initialization every
+    block is the identity, ``x + 0 * f(x)``, the effect that BN achieves by
+    shrinking the residual branch relative to the skip path.
+    """
+
+    def __init__(self, initial: float = 0.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.initial = float(initial)
+
+    def build(self, input_shape) -> None:
+        self.alpha = self.add_weight(shape=(), name="alpha",
+                                     initializer=keras.initializers.Constant(self.initial))
+
+    def call(self, inputs):
+        return inputs * keras.ops.cast(self.alpha, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "initial": self.initial}
+
+
+def build_resnet(widths: Sequence[int] = (8, 16, 32), blocks_per_stage: int = 1, *,
+                 normalization: Literal["batch", "none"] = "batch",
+                 block: Literal["post", "pre"] = "post",
+                 residual: bool = True, skipinit: bool = False,
+                 zero_last_gamma: bool = False, stem_stride: int = 2,
+                 momentum: float = 0.99, num_classes: int = 10,
+                 input_shape: tuple[int, int] = (28, 28),
+                 name: str | None = None) -> keras.Model:
+    """A small ResNet of basic blocks (He et al., 2016), or the same network without skips.
+
+    ``stem`` (Conv 3x3, ``widths[0]`` channels, stride ``stem_stride``) is
+    followed by one stage per width, each of ``blocks_per_stage`` blocks; the
+    first block of every stage after the first halves the height and width
+    (stride 2) and its shortcut is a 1x1 projection. Global average pooling
+    and a softmax Dense layer end the network. With the defaults the feature
+    maps are 14x14x8, 7x7x16 and 4x4x32, and there are 7 convolutions plus
+    2 projections. Convolutions start from He normal and have a bias only
+    without normalization.
+
+    ``block="post"`` is the original block, ``relu(x + bn(conv(relu(bn(conv(x))))))``;
+    ``"pre"`` is the pre-activation block of He et al. (2016b),
+    ``x + conv(relu(bn(conv(relu(bn(x))))))``, with one more BN and ReLU after
+    the last block. ``normalization="none"`` removes every BN layer.
+    ``residual=False`` drops the skip connections (a plain network of the
+    same layers). ``skipinit=True`` multiplies each residual branch by a
+    :class:`SkipInitScale` that starts at 0 (De & Smith, 2020).
+    ``zero_last_gamma=True`` starts the last BN of each residual branch with
+    gamma = 0 (Goyal et al., 2017), as :func:`zero_residual_gammas` does.
+
+    Layer names: ``s{stage}b{block}_conv1``, ``_conv2``, ``_proj``, ``_skipinit``;
+    BN layers ``_bn1``, ``_bn2`` (ends the branch), ``_proj_bn`` in post-activation
+    blocks, ``_bn_in``, ``_bn_mid`` in pre-activation ones; ``stem``, ``stem_bn``,
+    ``final_bn``, ``classifier``.
+    """
+    if not widths or blocks_per_stage < 1 or stem_stride < 1:
+        raise ValueError("need at least one width, one block per stage and a stride >= 1")
+    if block not in ("post", "pre"):
+        raise ValueError(f"block must be 'post' or 'pre', not {block!r}")
+    if normalization not in ("batch", "none"):
+        raise ValueError(f"normalization must be 'batch' or 'none', not {normalization!r}")
+    if skipinit and not residual:
+        raise ValueError("skipinit scales residual branches: it needs residual=True")
+    if zero_last_gamma and (normalization != "batch" or block != "post"):
+        raise ValueError("zero_last_gamma needs BN and post-activation blocks, whose "
+                         "residual branch ends in a BN layer")
+    use_bn = normalization == "batch"
+
+    def conv(h, channels: int, size: int, stride: int, name: str):
+        return keras.layers.Conv2D(channels, size, strides=stride, padding="same",
+                                   use_bias=not use_bn, kernel_initializer="he_normal",
+                                   name=name)(h)
+
+    def bn(h, name: str, gamma: str = "ones"):
+        if not use_bn:
+            return h
+        return keras.layers.BatchNormalization(momentum=momentum, gamma_initializer=gamma,
+                                               name=name)(h)
+
+    def relu(h):
+        return keras.layers.Activation("relu")(h)
+
+    inputs = keras.Input(shape=input_shape)
+    h = keras.layers.Reshape((*input_shape, 1))(inputs)
+    h = conv(h, widths[0], 3, stem_stride, "stem")
+    if block == "post":
+        h = relu(bn(h, "stem_bn"))
+    channels = widths[0]
+    for s, width in enumerate(widths):
+        for b in range(blocks_per_stage):
+            stride = 2 if s > 0 and b == 0 else 1
+            p = f"s{s}b{b}"
+            project = residual and (stride != 1 or width != channels)
+            if block == "post":
+                f = relu(bn(conv(h, width, 3, stride, p + "_conv1"), p + "_bn1"))
+                f = bn(conv(f, width, 3, 1, p + "_conv2"), p + "_bn2",
+                       "zeros" if zero_last_gamma else "ones")
+                skip = (bn(conv(h, width, 1, stride, p + "_proj"), p + "_proj_bn")
+                        if project else h)
+            else:
+                a = relu(bn(h, p + "_bn_in"))
+                f = relu(bn(conv(a, width, 3, stride, p + "_conv1"), p + "_bn_mid"))
+                f = conv(f, width, 3, 1, p + "_conv2")
+                skip = conv(a, width, 1, stride, p + "_proj") if project else h
+            if skipinit:
+                f = SkipInitScale(name=p + "_skipinit")(f)
+            h = keras.layers.Add()([f, skip]) if residual else f
+            if block == "post":
+                h = relu(h)
+            channels = width
+    if block == "pre":
+        h = relu(bn(h, "final_bn"))
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(h)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def redraw_kernels(model: keras.Model) -> int:
+    """Draw every Dense and Conv2D kernel afresh from its layer's own initializer; return how many.
+
+    Biases, BN parameters and moving statistics are left as they are (at
+    initialization they are constants anyway). Each kernel is drawn by a copy
+    of its initializer (same distribution and scale) seeded from NumPy's
+    global generator, so seed first (:func:`bnbook.training.set_seed`): the
+    same seed gives the same kernels. (The layer's own initializer would draw
+    the same values again: in Keras 3 an initializer fixes its seed when it is
+    made.) Drawing new kernels into one model is much cheaper than building a
+    deep model again for every seed; :func:`gaussian_kernels` draws from a
+    chosen scale instead.
+    """
+    layers = [layer for layer in model._flatten_layers(include_self=False)
+              if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))]
+    for layer in layers:
+        config = {**layer.kernel_initializer.get_config(),
+                  "seed": int(np.random.randint(2**31 - 1))}
+        draw = type(layer.kernel_initializer).from_config(config)
+        layer.kernel.assign(draw(tuple(layer.kernel.shape), dtype=layer.kernel.dtype))
+    return len(layers)
+
+
+def zero_residual_gammas(model: keras.Model) -> int:
+    """Set gamma of the last BN of every residual branch to 0 (Goyal et al., 2017); return how many.
+
+    The layers are those :func:`build_resnet` names ``s{stage}b{block}_bn2`` in
+    post-activation blocks, where that BN ends the branch, so each block
+    starts as ``relu(x + 0)``: the identity on its (non-negative) input, plus
+    the projection where there is one. Use it as a :class:`~bnbook.sweeps.Variant`
+    ``initialize`` hook to compare with gamma = 1 on one compiled model.
+    """
+    layers = [layer for layer in model.layers
+              if isinstance(layer, keras.layers.BatchNormalization)
+              and layer.name.endswith("_bn2") and layer.name.startswith("s")]
+    if not layers:
+        raise ValueError("no residual-branch BN layers (named 's*_bn2') in this model: "
+                         "build it with build_resnet(normalization='batch', block='post')")
+    for layer in layers:
+        layer.gamma.assign(np.zeros(layer.gamma.shape, dtype="float32"))
+    return len(layers)
 
 
 def gaussian_kernels(stddev: float, seed: int = 0) -> Callable[[keras.Model], None]:
@@ -306,14 +555,24 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
     of data-parallel training. The batch size must be a multiple of
     ``virtual_batch_size`` (draw full batches, e.g. ``repeated_batches``).
     Statistics are taken over every axis but ``axis`` (the channels).
+
+    With ``renorm=True`` (and ``renorm_clipping``, ``renorm_momentum`` as in
+    Keras' ``BatchNormalization``) each ghost batch is batch-renormalized
+    (Ioffe, 2017), with Keras' own corrections and updates::
+
+        r_g   = clip(sqrt(var(x_g) + epsilon) / s, rmin, rmax)   # s: renorm_stddev
+        d_g   = clip((mean(x_g) - m) / s, -dmax, dmax)           # m: renorm_mean
+        out_g = gamma * (x_hat_g * r_g + d_g) + beta              # r_g, d_g held constant
+
+    The renorm and moving statistics are updated once per step from the mean
+    over the ghost batches of their means and variances. Either way, a ghost
+    batch of the whole batch is Keras' layer.
     """
 
     def __init__(self, virtual_batch_size: int, **kwargs) -> None:
         super().__init__(**kwargs)
         if int(virtual_batch_size) < 1:
             raise ValueError(f"virtual_batch_size must be at least 1, got {virtual_batch_size}")
-        if kwargs.get("renorm"):
-            raise ValueError("GhostBatchNormalization does not combine with renorm")
         self.virtual_batch_size = int(virtual_batch_size)
 
     def call(self, inputs, training=None, mask=None):
@@ -328,6 +587,10 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
         mean = keras.ops.mean(ghosts, axis=reduce, keepdims=True)
         variance = keras.ops.var(ghosts, axis=reduce, keepdims=True)
         normalized = (ghosts - mean) / keras.ops.sqrt(variance + self.epsilon)
+        if self.renorm:   # one correction per ghost batch, a constant for the gradient
+            r, d, _, _ = self._renorm_correction_and_moments(mean, variance)
+            normalized = (normalized * keras.ops.stop_gradient(r)
+                          + keras.ops.stop_gradient(d))
         if self.scale:
             normalized = normalized * self.gamma
         if self.center:
@@ -335,9 +598,13 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
         momentum = self.momentum
         batch_mean = keras.ops.reshape(keras.ops.mean(mean, axis=0), (-1,))
         batch_variance = keras.ops.reshape(keras.ops.mean(variance, axis=0), (-1,))
-        self.moving_mean.assign(self.moving_mean * momentum + batch_mean * (1.0 - momentum))
-        self.moving_variance.assign(self.moving_variance * momentum
-                                    + batch_variance * (1.0 - momentum))
+        if self.renorm:
+            self._update_renorm_statistics(batch_mean, batch_variance)
+        else:
+            self.moving_mean.assign(self.moving_mean * momentum
+                                    + batch_mean * (1.0 - momentum))
+            self.moving_variance.assign(self.moving_variance * momentum
+                                        + batch_variance * (1.0 - momentum))
         outputs = keras.ops.reshape(normalized, keras.ops.shape(inputs))
         return keras.ops.cast(outputs, self.compute_dtype)
 

@@ -28,8 +28,12 @@ Functions
 ``moments``, ``update_moving``, ``batch_norm_inference``
     Batch statistics, the moving-average update and the inference-mode forward.
 ``fold_batch_norm`` / ``fold_batch_norm_into_next``
-    Fold an inference-mode BN layer into the Dense layer before it (Dense -> BN)
-    or after it (BN -> Dense, as when BN follows an activation).
+    Fold an inference-mode BN layer into the Dense or Conv2D layer before it
+    (layer -> BN) or after it (BN -> layer, as when BN follows an activation;
+    for a convolution exact only without zero padding).
+``normalization_noise``
+    How far batch statistics move a normalized value from where population
+    statistics would put it, for a given batch size.
 ``numeric_gradient``, ``relative_error``
     Central-difference gradients and the error measure of the gradient checks.
 """
@@ -54,6 +58,7 @@ __all__ = [
     "fold_batch_norm",
     "fold_batch_norm_into_next",
     "moments",
+    "normalization_noise",
     "numeric_gradient",
     "relative_error",
     "update_moving",
@@ -375,22 +380,35 @@ def batch_norm_inference(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     return gamma * (x - mean) / np.sqrt(var + x.dtype.type(eps)) + beta
 
 
+def _check_kernel(kernel: object) -> np.ndarray:
+    array = _as_float_array(kernel, "kernel")
+    if array.ndim not in (2, 4):
+        raise ValueError(f"kernel must have shape (inputs, units) (Dense) or (kh, kw, "
+                         f"in_channels, out_channels) (Conv2D), got {array.shape}.")
+    return array
+
+
 def fold_batch_norm(kernel: np.ndarray, bias: np.ndarray | None,
                     gamma: np.ndarray | None, beta: np.ndarray | None,
                     moving_mean: np.ndarray, moving_variance: np.ndarray,
                     epsilon: float = DEFAULT_EPSILON) -> tuple[np.ndarray, np.ndarray]:
-    """Fold an inference-mode BN layer into the Dense layer that precedes it.
+    """Fold an inference-mode BN layer into the Dense or Conv2D layer that precedes it.
 
-    ``Dense(kernel, bias) -> BN`` in inference mode is one affine map, so it
-    equals a single Dense layer with::
+    ``Dense(kernel, bias) -> BN`` or ``Conv2D(kernel, bias) -> BN`` in
+    inference mode is one affine map per output unit (channel), so it equals
+    a single layer of the same kind with::
 
         scale       = gamma / sqrt(moving_variance + epsilon)     # (units,)
-        new_kernel  = kernel * scale                               # each column scaled
+        new_kernel  = kernel * scale                               # last axis scaled
         new_bias    = (bias - moving_mean) * scale + beta
 
+    For a convolution each output channel is scaled, whatever the padding and
+    strides: the fold is exact for every position, the border included.
+
     Args:
-        kernel: Dense kernel, shape ``(inputs, units)`` (Keras' layout).
-        bias: Dense bias, shape ``(units,)``, or ``None`` for ``use_bias=False``.
+        kernel: Dense kernel ``(inputs, units)`` or Conv2D kernel
+            ``(kh, kw, in_channels, units)`` (Keras' layouts).
+        bias: bias ``(units,)``, or ``None`` for ``use_bias=False``.
         gamma: BN scale ``(units,)``, or ``None`` for ``scale=False`` (ones).
         beta: BN shift ``(units,)``, or ``None`` for ``center=False`` (zeros).
         moving_mean, moving_variance: BN moving statistics, shape ``(units,)``.
@@ -400,19 +418,17 @@ def fold_batch_norm(kernel: np.ndarray, bias: np.ndarray | None,
         ``(new_kernel, new_bias)`` in the kernel's dtype (computed in float64).
         With Keras layers::
 
-            kernel, *rest = dense.get_weights()
+            kernel, *rest = layer.get_weights()
             bias = rest[0] if rest else None
             gamma, beta, mean, var = bn.get_weights()
             folded.set_weights(fold_batch_norm(kernel, bias, gamma, beta, mean, var,
                                                bn.epsilon))
 
     Raises:
-        ValueError: a shape does not match ``kernel.shape[1]`` or ``epsilon <= 0``.
+        ValueError: a shape does not match ``kernel.shape[-1]`` or ``epsilon <= 0``.
     """
-    kernel = _as_float_array(kernel, "kernel")
-    if kernel.ndim != 2:
-        raise ValueError(f"kernel must have shape (inputs, units), got {kernel.shape}.")
-    units = kernel.shape[1]
+    kernel = _check_kernel(kernel)
+    units = kernel.shape[-1]
     f64 = np.dtype(np.float64)
     bias = (np.zeros(units) if bias is None else _check_features(bias, "bias", units, f64))
     gamma = (np.ones(units) if gamma is None else _check_features(gamma, "gamma", units, f64))
@@ -430,32 +446,46 @@ def fold_batch_norm_into_next(gamma: np.ndarray | None, beta: np.ndarray | None,
                               moving_mean: np.ndarray, moving_variance: np.ndarray,
                               kernel: np.ndarray, bias: np.ndarray | None,
                               epsilon: float = DEFAULT_EPSILON) -> tuple[np.ndarray, np.ndarray]:
-    """Fold an inference-mode BN layer into the Dense layer that follows it.
+    """Fold an inference-mode BN layer into the Dense or Conv2D layer that follows it.
 
-    In inference mode BN is ``x -> scale * x + shift`` per feature, so
-    ``BN -> Dense(kernel, bias)`` equals one Dense layer with::
+    In inference mode BN is ``x -> scale * x + shift`` per feature (channel),
+    so ``BN -> Dense(kernel, bias)`` equals one Dense layer with::
 
         scale       = gamma / sqrt(moving_variance + epsilon)     # (inputs,)
         shift       = beta - moving_mean * scale                   # (inputs,)
         new_kernel  = scale[:, None] * kernel                      # each row scaled
         new_bias    = bias + shift @ kernel
 
+    and ``BN -> Conv2D(kernel, bias)`` with a kernel ``(kh, kw, in, out)``::
+
+        new_kernel[i, j, c, o] = scale[c] * kernel[i, j, c, o]
+        new_bias[o]            = bias[o] + sum_{i, j, c} shift[c] * kernel[i, j, c, o]
+
     This is the case of a BN layer placed after an activation (or on the
     input), which cannot be folded backwards through the nonlinearity.
+
+    For a convolution, the new bias assumes that every one of the
+    ``kh * kw`` taps of an output position reads a BN output. That holds with
+    ``padding="valid"``, and the fold is exact. With ``padding="same"`` the
+    taps that fall on the zero padding of the border read 0 in the original
+    network (zeros padded *after* BN), but the folded bias adds their
+    ``shift * kernel`` anyway: the border positions are off by the sum of
+    ``shift[c] * kernel[i, j, c, o]`` over the padded taps (the interior is
+    exact). Pad the input by hand with the value ``-shift / scale`` per
+    channel, which BN maps to 0, to make it exact again.
 
     Args:
         gamma, beta: BN scale and shift ``(inputs,)``, or ``None`` (ones, zeros).
         moving_mean, moving_variance: BN moving statistics ``(inputs,)``.
-        kernel: the next Dense kernel ``(inputs, units)``; bias: ``(units,)`` or ``None``.
+        kernel: the next layer's kernel, Dense ``(inputs, units)`` or Conv2D
+            ``(kh, kw, inputs, units)``; bias: ``(units,)`` or ``None``.
         epsilon: the BN layer's epsilon.
 
     Returns:
         ``(new_kernel, new_bias)`` in the kernel's dtype (computed in float64).
     """
-    kernel = _as_float_array(kernel, "kernel")
-    if kernel.ndim != 2:
-        raise ValueError(f"kernel must have shape (inputs, units), got {kernel.shape}.")
-    inputs, units = kernel.shape
+    kernel = _check_kernel(kernel)
+    inputs, units = kernel.shape[-2:]
     f64 = np.dtype(np.float64)
     bias = (np.zeros(units) if bias is None else _check_features(bias, "bias", units, f64))
     gamma = (np.ones(inputs) if gamma is None
@@ -468,8 +498,52 @@ def fold_batch_norm_into_next(gamma: np.ndarray | None, beta: np.ndarray | None,
     shift = beta - mean * scale
     kernel64 = kernel.astype(np.float64)
     new_kernel = scale[:, None] * kernel64
-    new_bias = bias + shift @ kernel64
+    taps = kernel64.reshape(-1, inputs, units).sum(axis=0)      # (inputs, units)
+    new_bias = bias + shift @ taps
     return new_kernel.astype(kernel.dtype), new_bias.astype(kernel.dtype)
+
+
+def normalization_noise(x: np.ndarray, batch_size: int, *, seed: int = 0,
+                        eps: float = DEFAULT_EPSILON) -> float:
+    """RMS distance between values normalized with batch statistics and with population ones.
+
+    The ``N`` examples of ``x`` are shuffled (by ``seed``) and cut into batches
+    of ``batch_size`` (a remainder is dropped). Each batch is normalized per
+    feature with its own statistics, over every axis but the last (``B``
+    values per feature for ``(N, D)``, ``B * H * W`` per channel for
+    ``(N, H, W, C)``), and compared with the same values normalized with the
+    statistics of all ``N`` examples::
+
+        x_hat_batch = (x - mean_batch) / sqrt(var_batch + eps)
+        x_hat_pop   = (x - mean_all) / sqrt(var_all + eps)
+        noise       = sqrt(mean((x_hat_batch - x_hat_pop) ** 2))
+
+    0 means the batch's statistics are the population's; a batch of one
+    example on ``(N, D)`` gives ``x_hat_batch = 0`` and a noise near 1. It is
+    the noise BN adds in training and the mismatch it meets at inference.
+
+    Args:
+        x: ``(N, D)`` or ``(N, H, W, C)``, a floating dtype (computed in float64).
+        batch_size: examples per batch, from 1 to ``N``.
+
+    Returns:
+        The noise as a float.
+    """
+    array = _as_float_array(x, "x").astype(np.float64)
+    if array.ndim not in (2, 4):
+        raise ValueError(f"x must have shape (N, D) or (N, H, W, C), got {array.shape}.")
+    if not 1 <= batch_size <= len(array):
+        raise ValueError(f"batch_size must lie between 1 and N = {len(array)}, got {batch_size}.")
+    eps = _check_epsilon(eps)
+    order = np.random.default_rng(seed).permutation(len(array))
+    n_full = len(array) // batch_size * batch_size
+    batches = array[order[:n_full]].reshape(-1, batch_size, *array.shape[1:])
+    axes = tuple(range(1, batches.ndim - 1))
+    mean, var = batches.mean(axis=axes, keepdims=True), batches.var(axis=axes, keepdims=True)
+    by_batch = (batches - mean) / np.sqrt(var + eps)
+    pop_mean, pop_var = moments(array)
+    population = (batches - pop_mean) / np.sqrt(pop_var + eps)
+    return float(np.sqrt(np.mean((by_batch - population) ** 2)))
 
 
 # --------------------------------------------------------------------------- checking

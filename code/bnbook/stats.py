@@ -96,7 +96,7 @@ class Comparison:
     def text(self) -> str:
         """The effect with its interval and n, with the digits the interval supports."""
         if self.verdict in ("exact", "not exact"):
-            return f"{self.effect:.1e} (exact, tolerance {self.threshold:.0e})"
+            return f"{self.effect:.1e} ({self.verdict}, tolerance {self.threshold:.0e})"
         if self.ratio:
             digits = decimals_for(self.half_width)
             return (f"{self.effect:.{digits}f}x (95 % CI {self.low:.{digits}f}"

@@ -156,7 +156,8 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
               seed: int = 0, stop_on_nan: bool = True, shuffle: bool = True,
               evaluate_train: bool = True, validate_each_epoch: bool = False,
               keep_models: bool = False, keep_weights: bool = False, verbose: bool = True,
-              workers: int | None = None) -> list[dict[str, Any]]:
+              workers: int | None = None,
+              eval_batch_size: int | None = None) -> list[dict[str, Any]]:
     """Train each variant (SGD unless its ``optimizer`` says otherwise) and return one row per
     variant, in the order given.
 
@@ -188,6 +189,11 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
     ``branch`` (the output's name) and its own history, scores, divergence,
     curve (``batch_loss`` and ``batch_accuracy`` its own, probes shared) and
     weights; a diverged branch does not stop the others.
+    ``eval_batch_size`` is the chunk the inference-mode evaluations feed
+    the model at once (default: :func:`bnbook.measure.predict`'s 2,048); it
+    does not change the results, only the memory: a convolutional network's
+    feature maps for 2,048 images take tens of megabytes per layer, and the
+    process keeps that memory once it has had it.
 
     Variants that share no compiled model train side by side, in up to
     ``workers`` threads (default :func:`default_workers`); threads take them
@@ -201,7 +207,8 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
     sweep = _Sweep(train, valid=valid, test=test, seed=seed, stop_on_nan=stop_on_nan,
                    shuffle=shuffle, evaluate_train=evaluate_train,
                    validate_each_epoch=validate_each_epoch, keep_models=keep_models,
-                   keep_weights=keep_weights, verbose=verbose)
+                   keep_weights=keep_weights, verbose=verbose,
+                   eval_batch_size=eval_batch_size)
     rows: dict[int, list[dict[str, Any]]] = {}
     workers = min(workers or default_workers(), len(groups)) or 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -257,7 +264,7 @@ class _Sweep:
     def __init__(self, train: Split, *, valid: Split | None, test: Split | None, seed: int,
                  stop_on_nan: bool, shuffle: bool, evaluate_train: bool,
                  validate_each_epoch: bool, keep_models: bool, keep_weights: bool,
-                 verbose: bool) -> None:
+                 verbose: bool, eval_batch_size: int | None = None) -> None:
         if validate_each_epoch and valid is None:
             raise ValueError("validate_each_epoch needs valid=(x, y)")
         self.train = train   # tensors once for all variants: tf.data then feeds Keras without copies
@@ -268,6 +275,7 @@ class _Sweep:
         self.stop_on_nan, self.shuffle = stop_on_nan, shuffle
         self.evaluate_train, self.keep_models, self.verbose = evaluate_train, keep_models, verbose
         self.keep_weights = keep_weights
+        self.eval_batch_size = eval_batch_size
         self.thread_state = threading.local()
         self.start = time.perf_counter()
 
@@ -367,7 +375,9 @@ class _Sweep:
         for split, data in (("train", self.train if self.evaluate_train else None),
                             ("valid", self.valid), ("test", self.test)):
             if data is not None:
-                for row, scores in zip(rows, evaluate_outputs(model, *data), strict=True):
+                scores_per_output = evaluate_outputs(model, *data,
+                                                     batch_size=self.eval_batch_size)
+                for row, scores in zip(rows, scores_per_output, strict=True):
                     row[f"{split}_loss"], row[f"{split}_accuracy"] = scores
         curve = recorder.arrays() if recorder is not None else None
         for index, row in enumerate(rows):

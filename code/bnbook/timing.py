@@ -9,7 +9,8 @@ candidates, as seeds pair the variants of an accuracy experiment, and
 :func:`bnbook.stats.compare_ratio` turns the per-round ratios into a ratio
 with a 95 % interval.
 
-* :func:`round_times`: the seconds of every round, per candidate.
+* :func:`round_times`: the seconds of every round, per candidate, by the wall
+  clock or, on a busy machine, by the process's CPU clock.
 * :func:`warm_times`: one number per candidate (median or fastest round).
 * :func:`interleaved_step_times`: seconds per optimizer step of compiled models.
 * :func:`compiled_train_steps`: a callable that runs training steps in one
@@ -32,23 +33,29 @@ __all__ = ["compiled_train_steps", "interleaved_step_times", "round_times", "war
 
 
 def round_times(functions: Mapping[str, Callable[[], object]], *, repeats: int = 7,
-                warmup: int = 2) -> dict[str, np.ndarray]:
-    """Wall seconds of each function in each of ``repeats`` interleaved rounds.
+                warmup: int = 2,
+                clock: Callable[[], float] | None = None) -> dict[str, np.ndarray]:
+    """Seconds of each function in each of ``repeats`` interleaved rounds.
 
     ``warmup`` untimed calls of each come first. Entry ``i`` of every array
-    belongs to round ``i``, so the arrays are paired by round.
+    belongs to round ``i``, so the arrays are paired by round. ``clock`` is
+    the stopwatch: wall time (``time.perf_counter``) by default;
+    ``time.process_time`` counts the CPU seconds of the whole process, which
+    other processes on a busy machine do not inflate (any other busy thread
+    of this process does: time nothing else meanwhile).
     """
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
+    tick = clock if clock is not None else time.perf_counter
     for _ in range(warmup):
         for fn in functions.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(repeats):
         for name, fn in functions.items():
-            start = time.perf_counter()
+            start = tick()
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(tick() - start)
     return {name: np.asarray(values) for name, values in times.items()}
 
 

@@ -31,7 +31,9 @@ import time
 from pathlib import Path
 
 from booktools.execute import CACHE, chapter_workers, execute_notebook, execute_stale
+from booktools.failures import ChapterFailed, headline
 from booktools.layout import ROOT, executable_chapters, export_notebooks, source_of
+from booktools.processes import descendants, signals_raise, stop
 
 BENCHMARK = ROOT / "book" / "_static" / "benchmark.csv"
 
@@ -40,17 +42,8 @@ TARGETS = {"chapter_s": 120, "book_s": 300, "kernel_mb": 1024, "rebuild_s": 30}
 
 def _tree_rss_mb(root_pid: int) -> float:
     """Resident memory of every descendant of ``root_pid``, summed, in MB."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    total, stack = 0.0, list(children.get(root_pid, []))
-    while stack:
-        pid = stack.pop()
-        stack += children.get(pid, [])
+    total = 0.0
+    for pid in descendants(root_pid):
         try:
             rss_kb = next(int(line.split()[1]) for line in
                           Path(f"/proc/{pid}/status").read_text().splitlines()
@@ -108,7 +101,15 @@ def one_chapter_main(path: str) -> None:
     tell a chapter's cost on a busy machine, and their sum over the chapters,
     divided by the cores, bounds the whole book's time from below.
     """
-    seconds, tree_mb = run_chapter(Path(path))
+    try:
+        with signals_raise():
+            seconds, tree_mb = run_chapter(Path(path))
+    except ChapterFailed as error:  # the parent shows the report: its first line names the chapter
+        print(error, flush=True)
+        sys.exit(FAILED)
+    except BaseException:  # interrupted, or anything else: no kernel outlives this process
+        stop(descendants(os.getpid()))
+        raise
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     largest_mb = children.ru_maxrss / 1024
     print(f"{seconds:.2f} {tree_mb:.1f} {largest_mb:.1f} {children.ru_utime + children.ru_stime:.1f}")
@@ -126,13 +127,28 @@ def time_chapters(stems: list[str]) -> None:
             print(f"{stem:28s} {seconds:7.1f} s wall  {cpu:7.1f} s CPU  {largest_mb:6.0f} MB", flush=True)
 
 
+FAILED = 3  # the exit code of a child whose chapter raised; its stdout holds the report
+
+
 def _run_in_child(path: Path) -> tuple[float, float, float, float]:
-    """(seconds, tree MB, largest MB, CPU seconds) of one chapter run in a child process."""
-    child = subprocess.run([sys.executable, "-m", "booktools.bench", "--one", str(path)],
-                           capture_output=True, text=True)
-    if child.returncode != 0:  # a chapter that raises: show why, not only the exit code
-        sys.exit(f"{path.stem} failed:\n{child.stderr[-3000:]}")
-    seconds, tree_mb, largest_mb, cpu = map(float, child.stdout.split()[-4:])
+    """(seconds, tree MB, largest MB, CPU seconds) of one chapter run in a child process.
+
+    A chapter that raises raises :class:`ChapterFailed` here, its report first.
+    """
+    with signals_raise():
+        child = subprocess.Popen([sys.executable, "-m", "booktools.bench", "--one", str(path)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            stdout, stderr = child.communicate()
+        except BaseException:  # interrupted: the child, its kernel and what that started stop too
+            stop(descendants(os.getpid()))
+            raise
+    if child.returncode == FAILED:
+        raise ChapterFailed(stdout.strip())
+    if child.returncode != 0:  # killed, out of memory, ...: what it said last
+        raise ChapterFailed(f"{headline(path, None, f'its process exited with code {child.returncode}')}"
+                            f"\n{stderr[-3000:]}")
+    seconds, tree_mb, largest_mb, cpu = map(float, stdout.split()[-4:])
     return seconds, tree_mb, largest_mb, cpu
 
 

@@ -14,7 +14,11 @@ import json
 import re
 from pathlib import Path
 
+import jupytext
 import nbformat
+from jupyter_cache import get_cache
+
+from booktools.layout import source_of
 
 #: Glued names whose values are wall-clock measurements: they change from run to run.
 TIMING = re.compile(r"(seconds|_s$|_ms|time|cost|overhead|speed|epoch_s|per_step|wall)", re.I)
@@ -25,11 +29,13 @@ def glued_values(notebook: nbformat.NotebookNode) -> dict[str, str]:
     values: dict[str, str] = {}
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
-            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            scrapbook = output.get("metadata", {}).get("scrapbook", {})
+            name = scrapbook.get("name")
             if not name:
                 continue
-            data = {key.split("/", 1)[1] if key.startswith("application/papermill.record/") else key: value
-                    for key, value in output.get("data", {}).items()}
+            # glue(..., display=False) prefixes every MIME type ("application/papermill.record/")
+            prefix = scrapbook.get("mime_prefix", "")
+            data = {key.removeprefix(prefix): value for key, value in output.get("data", {}).items()}
             values[name] = (data["text/plain"] if "image/png" not in data and "text/plain" in data
                             else "<figure>")
     return values
@@ -39,6 +45,20 @@ def glued_folder(folder: Path) -> dict[str, dict[str, str]]:
     """The glued values of every executed ``*.ipynb`` in ``folder``, per chapter stem."""
     return {path.stem: glued_values(nbformat.read(path, as_version=4))
             for path in sorted(Path(folder).glob("*.ipynb"))}
+
+
+def cached_values(cache_path: Path, pages: list[str]) -> dict[str, dict[str, str]]:
+    """The glued values of each page's executed notebook in the build's execution cache, per
+    chapter stem; a page whose current code the cache lacks is left out."""
+    cache = get_cache(str(cache_path))
+    values = {}
+    for page in pages:
+        try:
+            _, notebook = cache.merge_match_into_notebook(jupytext.read(source_of(page)))
+        except KeyError:
+            continue
+        values[Path(page).name] = glued_values(notebook)
+    return values
 
 
 def changes(old: dict[str, dict[str, str]], new: dict[str, dict[str, str]], *,

@@ -72,3 +72,26 @@ def _same_cells(path: Path, notebook: nbformat.NotebookNode) -> bool:
 
     return key(existing) == key(notebook) and existing.metadata.get("kernelspec") == \
         notebook.metadata.get("kernelspec")
+
+
+def chapter_source(stem: str) -> Path | None:
+    """The ``.md`` of the executable chapter named ``stem`` (``concept`` -> ``ROOT/book/concept.md``),
+    or ``None`` when no chapter of ``_toc.yml`` has that name."""
+    for page in executable_chapters():
+        if Path(page).name == stem:
+            return source_of(page)
+    return None
+
+
+def cell_lines(source: Path) -> list[int]:
+    """The line of ``source`` (1-based) where each cell of its notebook starts, in the notebook's
+    order: a code cell's ```` ```{code-cell} ```` line, a Markdown cell's first line.
+
+    The cells are those ``jupytext`` reads (and exports), so a cell's index in
+    an exported notebook is its index here.
+    """
+    from jupytext.myst import myst_to_notebook
+
+    notebook = myst_to_notebook(source.read_text(), add_source_map=True)
+    return [line if cell.cell_type != "markdown" else line + 1  # Markdown's map is 0-based
+            for cell, line in zip(notebook.cells, notebook.metadata["source_map"])]
