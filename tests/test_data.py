@@ -331,6 +331,42 @@ def test_repeated_batches_are_full_reshuffled_passes() -> None:
         next(iter(image_batches(x, y, batch_size=0)))
 
 
+def test_domain_shifts() -> None:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    x = scale_pixels(pixels)
+    lit = data.domain_shift(pixels, "lighting")
+    gain = (lit[:, :, -1] - lit[:, :, -1].mean()) / (x[:, :, -1] - x[:, :, -1].mean())
+    np.testing.assert_allclose(lit[:, :, -1], x[:, :, -1], atol=1e-6)       # right edge: as before
+    np.testing.assert_allclose(lit[:, :, 0], 0.35 * x[:, :, 0] + 0.3, atol=1e-6)
+    assert np.all(np.isfinite(gain))
+    np.testing.assert_allclose(data.domain_shift(x, "invert"), 1 - x)
+    noisy = data.domain_shift(x, "noise", seed=1)
+    assert noisy.min() >= 0 and noisy.max() <= 1 and 0.15 < np.abs(noisy - x).mean() < 0.3
+    np.testing.assert_array_equal(noisy, data.domain_shift(x, "noise", seed=1))
+    np.testing.assert_array_equal(data.domain_shift(x, "translate")[:, :, 2:], x[:, :, :-2])
+    assert all(data.domain_shift(x, k).dtype == np.float32
+               for k in ("lighting", "noise", "translate", "invert"))
+    with pytest.raises(ValueError, match="unknown shift"):
+        data.domain_shift(x, "blur")
+
+
+def test_padded_row_sequences_keep_the_middle_rows_and_pad_the_end() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 28, 28), dtype=np.float32)
+    sequences, lengths = data.padded_row_sequences(x, min_length=6, seed=3)
+    assert sequences.shape == x.shape and lengths.min() >= 6 and lengths.max() <= 28
+    assert len(np.unique(lengths)) > 15
+    for i in (0, 1, 2):
+        n, top = lengths[i], (28 - lengths[i]) // 2
+        np.testing.assert_array_equal(sequences[i, :n], x[i, top:top + n])
+        assert np.all(sequences[i, n:] == -1.0)
+    again, _ = data.padded_row_sequences(x, min_length=6, seed=3)
+    np.testing.assert_array_equal(again, sequences)
+    with pytest.raises(ValueError, match="grey level"):
+        data.padded_row_sequences(x, min_length=6, pad_value=0.0)
+    with pytest.raises(ValueError, match="min_length"):
+        data.padded_row_sequences(x, min_length=0)
 def test_repeated_batches_scale_grey_levels_as_the_loader_does() -> None:
     pixels = np.arange(12, dtype=np.uint8).reshape(6, 2) * 20
     labels = np.arange(6, dtype=np.uint8)

@@ -9,6 +9,7 @@ import math
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from bnbook import measure
 from bnbook.data import scale_pixels
@@ -250,3 +251,66 @@ def test_kernel_gradient_norms_include_convolutions() -> None:
     x = RNG.random((8, 28, 28, 1), dtype=np.float32)
     norms = measure.kernel_gradient_norms(conv, x, RNG.integers(0, 10, 8))
     assert norms.shape == (2,) and np.all(norms > 0)
+
+
+# ----------------------------------------------------------------------------- practice part
+
+
+def test_evaluate_outputs_scores_each_output_and_evaluate_refuses_several() -> None:
+    from bnbook.models import branch, side_by_side
+
+    both = side_by_side({"a": lambda: build_mlp((4,)), "b": lambda: build_mlp((6,))}, seed=0)
+    x, y = random_images(64)
+    scores = measure.evaluate_outputs(both, x, y)
+    assert scores == [measure.evaluate(branch(both, name), x, y) for name in ("a", "b")]
+    assert measure.evaluate_outputs(branch(both, "a"), x, y) == [scores[0]]
+    with pytest.raises(ValueError, match="evaluate_outputs"):
+        measure.evaluate(both, x, y)
+
+
+def test_unit_weight_norms_are_column_norms_and_scale_with_the_kernel() -> None:
+    model = build_mlp((5, 3), normalization="batch")
+    dense = model.layers[1]
+    expected = np.linalg.norm(dense.kernel.numpy(), axis=0)
+    np.testing.assert_allclose(measure.unit_weight_norms(dense), expected, rtol=1e-6)
+    conv = keras.layers.Conv2D(4, 3)
+    conv.build((None, 8, 8, 2))
+    per_channel = np.sqrt((conv.kernel.numpy() ** 2).sum(axis=(0, 1, 2)))
+    np.testing.assert_allclose(measure.unit_weight_norms(conv), per_channel, rtol=1e-6)
+
+
+def test_scale_invariant_layers_and_effective_learning_rates() -> None:
+    model = build_mlp((5, 3), normalization="batch")
+    found = measure.scale_invariant_layers(model)
+    assert [layer.name for layer in found] == [model.layers[1].name, model.layers[4].name]
+    assert measure.scale_invariant_layers(build_mlp((5,))) == []        # no BN, no invariance
+    rates = measure.effective_learning_rates(model, 0.1)
+    first = model.layers[1]
+    np.testing.assert_allclose(rates[first.name], 0.1 / measure.unit_weight_norms(first) ** 2)
+    first.kernel.assign(first.kernel * 2.0)                             # twice the norm
+    np.testing.assert_allclose(measure.effective_learning_rates(model, 0.1)[first.name],
+                               rates[first.name] / 4, rtol=1e-5)
+    with pytest.raises(ValueError, match="positive"):
+        measure.effective_learning_rates(model, 0.0)
+
+
+def test_the_function_and_the_direction_step_obey_the_effective_learning_rate() -> None:
+    """Scaling a kernel before BN by c leaves the training-mode output unchanged and divides the
+    gradient by c, so an SGD step of rate c^2 * eta turns the direction as eta did (exactly
+    when BN's epsilon is negligible next to the variances)."""
+    model = build_mlp((6,), normalization="batch")
+    x, y = random_images(32)
+    dense = model.layers[1]
+    model.layers[2].epsilon = 1e-9
+    before = model(x, training=True).numpy()
+
+    def gradient() -> np.ndarray:
+        with tf.GradientTape() as tape:
+            loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
+                y, model(scale_pixels(x) if x.dtype == np.uint8 else x, training=True)))
+        return tape.gradient(loss, dense.kernel).numpy()
+
+    g1 = gradient()
+    dense.kernel.assign(dense.kernel * 3.0)
+    np.testing.assert_allclose(model(x, training=True).numpy(), before, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(gradient(), g1 / 3.0, rtol=1e-3, atol=1e-7)

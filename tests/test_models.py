@@ -11,9 +11,12 @@ import pytest
 import tensorflow as tf
 
 from bnbook import measure
-from bnbook.models import (GhostBatchNormalization, NoisyShift, SkipInitScale, build_lenet,
-                           build_mlp, build_resnet, gaussian_kernels, normalization_layer,
-                           recompute_bn_statistics, redraw_kernels, zero_residual_gammas)
+from bnbook.models import (GhostBatchNormalization, NoisyShift, PaddingMask, SkipInitScale,
+                           branch, build_lenet, build_mlp, build_resnet,
+                           build_sequence_classifier, gaussian_kernels, normalization_layer,
+                           recompute_bn_statistics, redraw_kernels, side_by_side,
+                           zero_residual_gammas)
+from bnbook.training import compile_model, compile_sgd
 from tiny import bn_model, features, mlp
 
 RNG = np.random.default_rng(0)
@@ -152,6 +155,99 @@ def test_ghost_batch_of_the_whole_batch_is_batch_normalization() -> None:
         GhostBatchNormalization(0)
 
 
+# ----------------------------------------------------------------------------- practice part
+
+
+def test_input_normalization_and_weight_decay_options() -> None:
+    model = build_mlp((16, 8), normalization="batch", input_normalization=True,
+                      weight_decay=0.02, normalization_decay=0.01)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds[:3] == ["Flatten", "BatchNormalization", "Dense"]
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert [d.kernel_regularizer is not None for d in dense] == [True, True, False]
+    assert dense[0].kernel_regularizer.l2 == pytest.approx(0.01)     # lambda / 2
+    bns = measure.bn_layers(model)
+    assert bns[0].gamma_regularizer is None                          # the input BN is not decayed
+    assert bns[1].gamma_regularizer.l2 == pytest.approx(0.005)
+    with pytest.raises(ValueError, match="at least 0"):
+        build_mlp((4,), weight_decay=-1.0)
+
+
+def test_weight_decay_penalty_makes_sgd_shrink_the_kernel_by_one_minus_eta_lambda() -> None:
+    """With a zero loss gradient (all-zero images), one SGD step is pure decay."""
+    model = build_mlp((4,), normalization="batch", weight_decay=0.5)
+    compile_sgd(model, 0.1)
+    kernel = model.layers[1].kernel.numpy().copy()
+    model.train_on_batch(np.zeros((8, 28, 28), "float32"), np.zeros(8, "int64"))
+    np.testing.assert_allclose(model.layers[1].kernel.numpy(), (1 - 0.1 * 0.5) * kernel,
+                               rtol=1e-5)
+
+
+def test_rms_normalization_kind() -> None:
+    assert isinstance(normalization_layer("rms"), keras.layers.RMSNormalization)
+    model = build_mlp((8,), normalization="rms")
+    assert any(isinstance(layer, keras.layers.RMSNormalization) for layer in model.layers)
+
+
+def test_side_by_side_branches_train_exactly_as_alone() -> None:
+    """Two branches in one model, trained with Adam, end where each ends trained alone."""
+    builders = {"plain": lambda: build_mlp((8,)), "bn": lambda: build_mlp((8,), normalization="batch")}
+    x, y = RNG.random((64, 28, 28), dtype=np.float32), RNG.integers(0, 10, 64)
+    both = side_by_side(builders, seed=3)
+    assert both.output_names == ["plain", "bn"]
+    compile_model(both, keras.optimizers.Adam(0.01))
+    both.fit(x, (y, y), batch_size=16, epochs=2, shuffle=False, verbose=0)
+    for name, build in builders.items():
+        keras.utils.set_random_seed(3)
+        alone = compile_model(build(), keras.optimizers.Adam(0.01))
+        alone.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        for mine, theirs in zip(branch(both, name).get_weights(), alone.get_weights(), strict=True):
+            np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="the branches are"):
+        branch(both, "other")
+
+
+def test_side_by_side_branches_share_the_initial_weights_of_their_seed() -> None:
+    both = side_by_side({"a": lambda: build_mlp((8,)),
+                         "b": lambda: build_mlp((8,), normalization="batch")}, seed=0)
+    assert np.array_equal(branch(both, "a").layers[1].kernel.numpy(),
+                          branch(both, "b").layers[1].kernel.numpy())
+    with pytest.raises(ValueError, match="valid Keras name"):
+        side_by_side({"no BN": lambda: build_mlp((8,))})
+    with pytest.raises(ValueError, match="shape"):
+        side_by_side({"a": lambda: build_mlp((8,)),
+                      "b": lambda: build_mlp((8,), input_shape=(7, 7))})
+
+
+def test_padding_mask_and_sequence_classifier_ignore_padding_only_when_told() -> None:
+    x = RNG.random((6, 28, 28), dtype=np.float32)
+    x[:3, 10:] = -1.0                                                  # three short sequences
+    mask = PaddingMask(-1.0)(x).numpy()
+    assert mask[:3, :10].all() and not mask[:3, 10:].any() and mask[3:].all()
+    other = x.copy()
+    other[3:, 20:] = -1.0                                              # pad the others more
+    for kind, depends in (("none", False), ("layer", False), ("rms", False),
+                          ("batch_masked", True), ("batch", True)):
+        model = build_sequence_classifier(kind, units=(8,))
+        a = model(x, training=True).numpy()[:3]
+        b = model(other, training=True).numpy()[:3]
+        assert (np.abs(a - b).max() > 1e-4) == depends, kind
+        # inference mode: every sequence on its own
+        np.testing.assert_allclose(model(x, training=False).numpy()[:3],
+                                   model(x[:3], training=False).numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_masked_bn_statistics_are_those_of_the_real_steps() -> None:
+    x = RNG.random((4, 28, 28), dtype=np.float32)
+    x[:, 7:] = -1.0
+    model = build_sequence_classifier("batch_masked", units=(5,))
+    dense, bn = model.layers[1], measure.bn_layers(model)[0]
+    bn.momentum = 0.0
+    model(x, training=True)
+    h = x[:, :7] @ dense.kernel.numpy()
+    np.testing.assert_allclose(bn.moving_mean.numpy(), h.reshape(-1, 5).mean(0), rtol=1e-4,
+                               atol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), h.reshape(-1, 5).var(0), rtol=1e-3)
 def test_ghost_batch_renormalization_of_the_whole_batch_is_keras_renorm() -> None:
     clipping = {"rmin": 0.5, "rmax": 2.0, "dmax": 1.0}
     ghost = GhostBatchNormalization(16, renorm=True, renorm_clipping=clipping, momentum=0.5,

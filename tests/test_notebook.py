@@ -11,6 +11,12 @@ from bnbook.notebook import glue_claim, show_source
 from bnbook.stats import compare, format_effect
 
 
+def run_in_fresh_python(script: str) -> None:
+    """Run ``script`` in a new interpreter, where TensorFlow has not started; it must succeed."""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_start_sets_up_a_fresh_kernel_once() -> None:
     script = """
 import gc
@@ -31,8 +37,27 @@ except RuntimeError as err:
 else:
     raise SystemExit("start(threads=2) after an operation should fail")
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_in_fresh_python(script)
+
+
+def test_start_splits_the_processor_into_logical_devices_before_the_first_operation() -> None:
+    script = """
+import tensorflow as tf
+from bnbook.notebook import start
+start(cpu_devices=2)
+names = [d.name for d in tf.config.list_logical_devices("CPU")]
+assert names == ["/device:CPU:0", "/device:CPU:1"], names
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+assert strategy.num_replicas_in_sync == 2
+start(cpu_devices=2)                  # the same split again is fine
+message = ""
+try:
+    start(cpu_devices=3)              # too late: the devices exist
+except RuntimeError as err:
+    message = str(err)
+assert "restart the kernel" in message, "start(cpu_devices=3) after the first op must fail"
+"""
+    run_in_fresh_python(script)
 
 
 def test_glue_claim_glues_verdict_effect_rule_and_numbers() -> None:

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from bnbook.data import load_fashion_mnist, scale_pixels
-from bnbook.measure import evaluate
-from bnbook.models import build_mlp, gaussian_kernels
+from bnbook.measure import evaluate, evaluate_outputs
+from bnbook.models import build_mlp, gaussian_kernels, side_by_side
 from bnbook.sweeps import Variant, column, default_workers, rows_where, run_sweep
-from bnbook.training import compile_sgd, fit, set_seed
+from bnbook.training import compile_model, compile_sgd, fit, set_seed
 from tiny import mlp
 
 
@@ -82,9 +82,9 @@ def test_the_evaluation_chunk_changes_no_result(data, monkeypatch: pytest.Monkey
 
     def recording_evaluate(model, x, y, **kwargs):
         chunks.append(kwargs.get("batch_size"))
-        return evaluate(model, x, y, **kwargs)
+        return evaluate_outputs(model, x, y, **kwargs)
 
-    monkeypatch.setattr(bnbook.sweeps, "evaluate", recording_evaluate)
+    monkeypatch.setattr(bnbook.sweeps, "evaluate_outputs", recording_evaluate)
 
     def sweep(eval_batch_size):
         return run_sweep([Variant("v", lambda: mlp("batch"), 0.1, epochs=1, batch_size=16)],
@@ -100,6 +100,124 @@ def test_evaluate_train_can_be_skipped(data):
     (row,) = run_sweep([Variant("v", lambda: mlp(), 0.1, epochs=1, batch_size=32)], data,
                        valid=data, evaluate_train=False, verbose=False)
     assert "train_accuracy" not in row and "valid_accuracy" in row
+
+
+def test_optimizer_factory_trains_like_a_plain_fit_with_that_optimizer(data):
+    """Adam with decoupled weight decay that spares BN's gamma and beta: the runner's numbers are
+    those of compiling the same optimizer by hand."""
+    def adam(lr):
+        optimizer = keras.optimizers.Adam(learning_rate=lr, weight_decay=0.1)
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta"])
+        return optimizer
+
+    (row,) = run_sweep([Variant("adam", lambda: mlp("batch"), 0.01, epochs=2, batch_size=16,
+                                optimizer=adam, seed=2)], data, keep_weights=True, verbose=False)
+    set_seed(2)
+    model = compile_model(mlp("batch"), adam(0.01), steps_per_execution=64)
+    model.fit(*data, epochs=2, batch_size=16, shuffle=True, verbose=0)
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    for kept, by_hand in zip(row["weights"], model.get_weights(), strict=True):
+        np.testing.assert_allclose(kept, by_hand, rtol=1e-5, atol=1e-6)
+    assert evaluate(model, *data)[0] == pytest.approx(row["train_loss"], rel=1e-5)
+
+
+def test_variants_of_one_arch_share_a_model_only_with_the_same_optimizer(data):
+    """A shared model is reset between variants (Adam's moments too); another factory gets its
+    own model, so the numbers equal those of fresh models."""
+    def adam(lr):
+        return keras.optimizers.Adam(learning_rate=lr)
+
+    def variants(arch):
+        return [Variant("sgd", lambda: mlp("batch"), 0.1, epochs=1, batch_size=16, arch=arch),
+                Variant("adam 1", lambda: mlp("batch"), 0.01, epochs=1, batch_size=16,
+                        arch=arch, optimizer=adam),
+                Variant("adam 2", lambda: mlp("batch"), 0.003, epochs=1, batch_size=16,
+                        arch=arch, optimizer=adam)]
+    shared = run_sweep(variants("same"), data, seed=1, verbose=False, workers=1)
+    fresh = run_sweep(variants(None), data, seed=1, verbose=False, workers=1)
+    for a, b in zip(shared, fresh, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5), a["label"]
+    assert shared[0]["train_loss"] != pytest.approx(shared[1]["train_loss"], rel=1e-3)
+
+
+def test_a_side_by_side_variant_gives_one_row_per_branch_as_if_trained_apart(data):
+    """Branches of one model: one row each, with its own scores, history, curve and weights,
+    equal to training the branch alone; a diverging branch does not stop the other."""
+    def two(exploding: bool = False):
+        def plain():
+            net = mlp(activation="linear" if exploding else "relu")
+            if exploding:
+                gaussian_kernels(1e4)(net)
+            return net
+        return side_by_side({"plain": plain, "bn": lambda: mlp("batch")}, seed=5)
+
+    probe = {"norm": lambda m: float(np.linalg.norm(m.get_layer("bn_net").layers[1].kernel))}
+    rows = run_sweep([Variant("pair", two, 0.1, epochs=2, batch_size=16, seed=5,
+                              record_every=8, probes=probe, settings={"kind": "ok"}),
+                      Variant("boom", lambda: two(True), 5.0, epochs=2, batch_size=16, seed=5)],
+                     data, test=data, keep_weights=True, verbose=False)
+    assert [(r["label"], r["branch"]) for r in rows] == [("pair", "plain"), ("pair", "bn"),
+                                                         ("boom", "plain"), ("boom", "bn")]
+    alone, alone_fast = run_sweep(
+        [Variant("bn", lambda: mlp("batch"), lr, epochs=2, batch_size=16, seed=5, record_every=8)
+         for lr in (0.1, 5.0)], data, test=data, keep_weights=True, verbose=False)
+    bn = rows[1]
+    assert bn["kind"] == "ok" and bn["steps"] == alone["steps"] == 16
+    assert bn["test_accuracy"] == pytest.approx(alone["test_accuracy"])
+    assert bn["train_loss"] == pytest.approx(alone["train_loss"], rel=1e-4)
+    assert set(bn["history"]) == {"loss", "accuracy"}
+    assert bn["history"]["loss"] == pytest.approx(alone["history"]["loss"], rel=1e-4)
+    np.testing.assert_allclose(bn["curve"]["batch_loss"], alone["curve"]["batch_loss"], rtol=1e-4)
+    assert bn["curve"]["norm"].shape == (3,) and "batch_plain_loss" not in bn["curve"]
+    for mine, theirs in zip(bn["weights"], alone["weights"], strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-6)
+    boom_plain, boom_bn = rows[2], rows[3]
+    assert boom_plain["diverged"] and not boom_bn["diverged"]
+    assert boom_bn["steps"] == 16                                      # not stopped early
+    assert boom_bn["train_loss"] == pytest.approx(alone_fast["train_loss"], rel=1e-4)
+
+
+def test_loss_weights_are_learning_rates_per_branch_under_momentum_sgd(data):
+    def momentum(lr):
+        return keras.optimizers.SGD(learning_rate=lr, momentum=0.9)
+
+    def pair():
+        return side_by_side({"slow": lambda: mlp("batch"), "fast": lambda: mlp("batch")}, seed=1)
+
+    rows = run_sweep([Variant("both", pair, 0.01, epochs=2, batch_size=16, seed=1,
+                              optimizer=momentum, loss_weights=(1.0, 3.0))]
+                     + [Variant(f"lr {lr}", lambda: mlp("batch"), lr, epochs=2, batch_size=16,
+                                seed=1, optimizer=momentum) for lr in (0.01, 0.03)],
+                     data, keep_weights=True, verbose=False)
+    slow, fast, alone_slow, alone_fast = rows
+    for branch_row, alone in ((slow, alone_slow), (fast, alone_fast)):
+        for mine, theirs in zip(branch_row["weights"], alone["weights"], strict=True):
+            np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="one weight per output"):
+        compile_model(pair(), momentum(0.1), loss_weights=(1.0,))
+
+
+def test_a_schedule_restarts_for_each_variant_of_a_shared_model(data):
+    def cosine(lr):
+        return keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(lr, 16))
+
+    def variants(arch):
+        return [Variant(f"seed {s}", lambda: mlp("batch"), 0.3, steps=16, batch_size=16,
+                        seed=s, arch=arch, optimizer=cosine) for s in (1, 2)]
+    shared = run_sweep(variants("same"), data, verbose=False, workers=1)
+    fresh = run_sweep(variants(None), data, verbose=False, workers=1)
+    for a, b in zip(shared, fresh, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+    with pytest.raises(ValueError, match="schedule"):
+        run_sweep([Variant(f"lr {lr}", lambda: mlp("batch"), lr, steps=16, batch_size=16,
+                           arch="same", optimizer=cosine) for lr in (0.3, 0.1)],
+                  data, verbose=False, workers=1)
+
+
+def test_a_factory_and_a_momentum_together_are_refused():
+    with pytest.raises(ValueError, match="momentum"):
+        Variant("v", lambda: mlp(), 0.1, momentum=0.9,
+                optimizer=lambda lr: keras.optimizers.SGD(lr, momentum=0.9))
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -151,4 +269,3 @@ def test_uint8_runs_give_the_numbers_of_a_plain_fit_on_the_float_arrays():
     assert row["test_accuracy"] == evaluate(model, scale_pixels(test[0]), test[1])[1]
     with pytest.raises(ValueError, match="validate_each_epoch"):
         run_sweep([Variant("run", build, 0.05)], train, validate_each_epoch=True)
-

@@ -11,7 +11,8 @@ import pytest
 
 from bnbook.measure import evaluate
 from bnbook.models import build_mlp
-from bnbook.training import DivergenceStop, StepRecorder, compile_sgd, fit, set_seed
+from bnbook.training import (DivergenceStop, StepRecorder, compile_model, compile_sgd, fit,
+                             set_seed)
 from tiny import mlp, random_images, small_model
 
 
@@ -22,6 +23,24 @@ from tiny import mlp, random_images, small_model
 def test_compile_sgd_uses_the_given_learning_rate(rate: float) -> None:
     model = compile_sgd(small_model(), rate)
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(rate)
+
+
+def test_compile_model_takes_any_optimizer_instance_and_refuses_a_name() -> None:
+    optimizer = keras.optimizers.AdamW(learning_rate=3e-4, weight_decay=0.05)
+    model = compile_model(small_model(), optimizer, steps_per_execution=8)
+    assert model.optimizer is optimizer
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(3e-4)
+    x, y = random_images(64)
+    model.fit(x, y, batch_size=32, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 2
+    with pytest.raises(TypeError, match="learning rate"):
+        compile_model(small_model(), "adam")
+
+
+def test_compile_sgd_passes_the_momentum() -> None:
+    model = compile_sgd(small_model(), 0.1, momentum=0.9)
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert model.optimizer.momentum == pytest.approx(0.9)
 
 
 def test_fit_records_one_time_per_epoch_and_prints_a_line_each(capsys: pytest.CaptureFixture) -> None:
@@ -82,3 +101,17 @@ def test_divergence_stop_ends_a_run_whose_loss_is_not_finite(data):
     calm = DivergenceStop()
     compile_sgd(mlp(), 0.01).fit(x, y, batch_size=16, epochs=1, callbacks=[calm], verbose=0)
     assert not calm.diverged
+
+
+def test_divergence_stop_watches_named_losses_and_waits_for_all_of_them() -> None:
+    stop = DivergenceStop(["a_loss", "b_loss"])
+    model = small_model()
+    model.stop_training = False
+    stop.set_model(model)
+    stop.on_train_batch_end(0, {"loss": float("nan"), "a_loss": float("nan"), "b_loss": 0.3})
+    assert not stop.diverged and not stop.model.stop_training
+    stop.on_train_batch_end(1, {"loss": float("nan"), "a_loss": float("nan"),
+                                "b_loss": float("inf")})
+    assert stop.diverged and stop.model.stop_training
+    with pytest.raises(ValueError):
+        DivergenceStop([])

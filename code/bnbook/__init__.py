@@ -16,7 +16,7 @@ One module per kind of work, so that a function's job says where it lives:
 
 Dependencies run one way: data, stats, reference, plotting and memory import
 none of the others; measure imports data; models imports measure; training
-imports nothing of the book's; sweeps imports data, measure, memory and
+imports nothing of the book's; sweeps imports data, measure, memory, models and
 training; notebook imports stats and, when called, memory, plotting and
 training.
 """

@@ -47,7 +47,7 @@ import weakref
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -63,7 +63,10 @@ __all__ = [
     "as_tensor",
     "find_data_dir",
     "image_batches",
+    "DomainShift",
+    "domain_shift",
     "load_fashion_mnist",
+    "padded_row_sequences",
     "read_idx",
     "repeated_batches",
     "scale_pixels",
@@ -514,6 +517,63 @@ def repeated_batches(pixels: Any, labels: Any, batch_size: int, *, shuffle: bool
         dataset = dataset.map(lambda images, y: (tf.cast(images, tf.float32)
                                                  / tf.constant(255.0, tf.float32), y))
     return dataset
+
+
+DomainShift = Literal["lighting", "noise", "translate", "invert"]
+
+
+def domain_shift(x: np.ndarray, kind: DomainShift, *, seed: int = 0) -> np.ndarray:
+    """Images of ``x`` (uint8 grey levels or floats in [0, 1]) moved to another domain, float32.
+
+    * ``"lighting"``: uneven light, ``a * x + b`` with a per-pixel gain ``a``
+      rising from 0.35 at the left edge to 1 at the right one and an offset
+      ``b`` falling from 0.3 to 0: a positive affine map of every pixel;
+    * ``"noise"``: Gaussian noise of standard deviation 0.3 added to every
+      pixel (drawn with ``seed``), clipped to [0, 1];
+    * ``"translate"``: every image moved 2 pixels to the right (the two
+      columns that leave the frame come back on the left, where the images
+      are background);
+    * ``"invert"``: ``1 - x``, a per-pixel affine map with gain -1.
+    """
+    images = scale_pixels(x) if x.dtype == np.uint8 else np.asarray(x, dtype=np.float32)
+    if images.shape[1:] != (28, 28):
+        raise ValueError(f"expected images of shape (n, 28, 28), got {images.shape}")
+    if kind == "lighting":
+        ramp = np.linspace(0.0, 1.0, 28, dtype=np.float32)[None, None, :]
+        return (0.35 + 0.65 * ramp) * images + 0.3 * (1.0 - ramp)
+    if kind == "noise":
+        noise = np.random.default_rng(seed).normal(0.0, 0.3, images.shape).astype(np.float32)
+        return np.clip(images + noise, 0.0, 1.0)
+    if kind == "translate":
+        return np.roll(images, 2, axis=2)
+    if kind == "invert":
+        return 1.0 - images
+    raise ValueError(f"unknown shift {kind!r}; use 'lighting', 'noise', 'translate' or 'invert'")
+
+
+def padded_row_sequences(x: np.ndarray, *, min_length: int, seed: int = 0,
+                         pad_value: float = -1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Each image as a sequence of its rows, of random length, padded at the end.
+
+    Image ``i`` keeps its middle ``L_i`` rows, ``L_i`` drawn uniformly from
+    ``min_length`` to 28 with ``seed``; they become time steps ``0 .. L_i - 1``
+    (28 features each, grey levels in [0, 1]), and steps ``L_i .. 27`` are
+    padding, every feature ``pad_value`` (a value no pixel takes, so a model
+    can tell padding from a black row). Returns ``(sequences, lengths)``,
+    shapes ``(n, 28, 28)`` float32 and ``(n,)`` int.
+    """
+    if not 1 <= min_length <= 28:
+        raise ValueError(f"min_length must be between 1 and 28, got {min_length}")
+    if 0.0 <= pad_value <= 1.0:
+        raise ValueError(f"pad_value {pad_value} is a grey level; choose one outside [0, 1]")
+    images = scale_pixels(x) if x.dtype == np.uint8 else np.asarray(x, dtype=np.float32)
+    lengths = np.random.default_rng(seed).integers(min_length, 29, size=len(images))
+    sequences = np.full(images.shape, pad_value, dtype=np.float32)
+    for length in np.unique(lengths):
+        rows = lengths == length
+        top = (28 - length) // 2
+        sequences[rows, :length] = images[rows, top:top + length]
+    return sequences, lengths
 
 
 def main() -> None:

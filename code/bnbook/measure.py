@@ -8,7 +8,12 @@ experiment. Functions that change a model on purpose live in
 * :func:`predict` and :func:`evaluate`: outputs, then ``(loss, accuracy)``,
   in **inference mode** (BN uses its moving statistics) or in **training
   mode** (each evaluation batch normalized by its own statistics);
-  :func:`accuracy` is the one accuracy function of the book.
+  :func:`accuracy` is the one accuracy function of the book;
+  :func:`evaluate_outputs` does the same for each output of a model with
+  several (:func:`bnbook.models.side_by_side`).
+* :func:`unit_weight_norms`, :func:`scale_invariant_layers`,
+  :func:`effective_learning_rates`: the weights BN makes scale-invariant, their
+  norms, and the learning rate their direction effectively sees.
 * :func:`layer_input`: what any layer receives, in either mode.
 * :func:`kernel_gradient_norms`: the gradient reaching each Dense or Conv kernel.
 * :func:`smoothness_along_gradient`: the loss and gradient along the gradient
@@ -39,12 +44,16 @@ __all__ = [
     "accuracy",
     "activation_floats",
     "bn_layers",
+    "effective_learning_rates",
     "evaluate",
+    "evaluate_outputs",
     "kernel_gradient_norms",
     "layer_input",
     "predict",
+    "scale_invariant_layers",
     "smoothness_along_gradient",
     "steps_to_reach",
+    "unit_weight_norms",
 ]
 
 #: Examples per eager call in inference mode (the result does not depend on it).
@@ -163,9 +172,27 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, *, training: bool
     The loss is the mean sparse categorical cross-entropy. A model whose
     outputs are not finite (a diverged run) gets ``loss = nan`` and the
     accuracy of its arg-max, which for all-NaN outputs is the share of class 0.
-    ``training`` and ``batch_size`` as in :func:`predict`.
+    ``training`` and ``batch_size`` as in :func:`predict`. For a model with
+    several outputs, use :func:`evaluate_outputs`.
     """
     probs = predict(model, x, training=training, batch_size=batch_size)
+    if not isinstance(probs, np.ndarray):
+        raise ValueError("the model has several outputs: use evaluate_outputs, which scores "
+                         "each of them")
+    return _loss_and_accuracy(probs, y)
+
+
+def evaluate_outputs(model: keras.Model, x: np.ndarray, y: np.ndarray, *,
+                     training: bool = False,
+                     batch_size: int | None = None) -> list[tuple[float, float]]:
+    """:func:`evaluate` for each output of a model with one or several softmax outputs,
+    in the order of ``model.outputs``; all from one pass over ``x``."""
+    probs = predict(model, x, training=training, batch_size=batch_size)
+    outputs = [probs] if isinstance(probs, np.ndarray) else list(probs)
+    return [_loss_and_accuracy(p, y) for p in outputs]
+
+
+def _loss_and_accuracy(probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     labels = np.asarray(y, dtype=np.int64)
     if not np.all(np.isfinite(probs)):
         loss = math.nan
@@ -232,6 +259,50 @@ def kernel_gradient_norms(model: keras.Model, x: np.ndarray, y: np.ndarray) -> n
             loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, probs))
         grads = tape.gradient(loss, kernels)
     return np.array([float(np.linalg.norm(np.asarray(g))) for g in grads])
+
+
+def unit_weight_norms(layer: keras.layers.Layer) -> np.ndarray:
+    """The L2 norm of each output unit's incoming weights: ``||W[..., j]||`` for every ``j``.
+
+    For a Dense kernel of shape ``(inputs, units)`` these are the column
+    norms, shape ``(units,)``; for a convolution, one norm per output channel
+    over the kernel's other axes.
+    """
+    kernel = np.asarray(layer.kernel.numpy(), dtype=np.float64)
+    return np.sqrt(np.sum(kernel ** 2, axis=tuple(range(kernel.ndim - 1))))
+
+
+def scale_invariant_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The Dense and Conv2D layers of ``model.layers`` whose output goes straight into BN.
+
+    With the batch statistics of training, ``BN(c * W x) = BN(W x)`` for every
+    ``c > 0``, and each unit's column ``W[:, j]`` can be scaled alone: the
+    function does not depend on these weights' norms, only on their
+    directions (Ioffe & Szegedy 2015, section 3.3). The layer must have no
+    bias, or one scaled with it; the book's models drop it before BN.
+    """
+    layers = model.layers
+    return [layer for layer, after in zip(layers, layers[1:])
+            if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))
+            and isinstance(after, keras.layers.BatchNormalization)]
+
+
+def effective_learning_rates(model: keras.Model, learning_rate: float) -> dict[str, np.ndarray]:
+    """``learning_rate / ||w_j||^2`` for each unit ``j`` of each scale-invariant layer.
+
+    For a weight vector ``w`` that the function sees only through its
+    direction ``w / ||w||``, the gradient is orthogonal to ``w`` and shrinks
+    as ``1 / ||w||``; an SGD step of rate ``eta`` turns the direction by about
+    ``eta * ||grad at unit norm|| / ||w||^2``: the direction learns at the
+    *effective* rate ``eta / ||w||^2`` (van Laarhoven 2017; Zhang et al. 2019).
+    Growing norms slow it down; weight decay, which shrinks them, speeds it
+    up. Keys are layer names (:func:`scale_invariant_layers`), values have
+    shape ``(units,)``.
+    """
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+    return {layer.name: learning_rate / unit_weight_norms(layer) ** 2
+            for layer in scale_invariant_layers(model)}
 
 
 def activation_floats(model: keras.Model) -> dict[str, int]:

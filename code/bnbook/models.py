@@ -9,6 +9,10 @@ given (its weights or its moving statistics), and says so; measuring a model
 without changing it is :mod:`bnbook.measure`'s job.
 
 * :func:`build_mlp`, :func:`normalization_layer`: the MLP and its normalization layers.
+* :func:`side_by_side`, :func:`branch`: several networks in one model, trained
+  as if apart (the variants of one seed in one run).
+* :func:`build_sequence_classifier`, :class:`PaddingMask`: a small model of
+  padded sequences (rows of an image as time steps), normalized per position.
 * :func:`build_lenet`: LeNet-5 as in d2l, with any normalization after its layers.
 * :func:`build_resnet`: a small residual (or plain) ConvNet: post- or
   pre-activation blocks, BN or none, SkipInit; :func:`zero_residual_gammas`
@@ -22,7 +26,8 @@ without changing it is :mod:`bnbook.measure`'s job.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import keras
@@ -34,19 +39,23 @@ __all__ = [
     "GhostBatchNormalization",
     "Normalization",
     "NoisyShift",
+    "PaddingMask",
     "RENORM_CLIPPING",
     "SkipInitScale",
+    "branch",
     "build_lenet",
     "build_mlp",
     "build_resnet",
+    "build_sequence_classifier",
     "gaussian_kernels",
     "normalization_layer",
     "recompute_bn_statistics",
     "redraw_kernels",
+    "side_by_side",
     "zero_residual_gammas",
 ]
 
-Normalization = Literal["none", "batch", "layer", "group", "renorm"]
+Normalization = Literal["none", "batch", "renorm", "layer", "group", "rms"]
 
 #: Batch renormalization's clipping of ``r`` to [1/3, 3] and ``d`` to [-5, 5]: the
 #: final values of Ioffe (2017), used from the first step (Keras has no schedule).
@@ -54,7 +63,7 @@ RENORM_CLIPPING = {"rmin": 1 / 3, "rmax": 3.0, "dmax": 5.0}
 
 
 def normalization_layer(kind: Normalization, *, groups: int = 10,
-                        momentum: float = 0.99, name: str | None = None
+                        momentum: float = 0.99, decay: float = 0.0, name: str | None = None
                         ) -> keras.layers.Layer | None:
     """The Keras layer for ``kind``; ``None`` for ``"none"``.
 
@@ -62,22 +71,52 @@ def normalization_layer(kind: Normalization, *, groups: int = 10,
     batch renormalization (:data:`RENORM_CLIPPING`, its own moving averages
     with the same ``momentum``); ``"layer"``: ``LayerNormalization``;
     ``"group"``: ``GroupNormalization(groups)``, which must divide the
-    number of features (channels) of its input.
+    number of features (channels) of its input; ``"rms"``:
+    ``RMSNormalization`` (Zhang & Sennrich 2019), each example's features
+    divided by their root mean square, times a learned scale, with no
+    centring and no shift. ``decay`` puts weight decay on the layer's scale
+    and shift (see :func:`build_mlp`).
     """
+    regularizer = _decay(decay)
     if kind == "none":
         return None
     if kind == "batch":
-        return keras.layers.BatchNormalization(momentum=momentum, name=name)
+        return keras.layers.BatchNormalization(momentum=momentum, name=name,
+                                               gamma_regularizer=regularizer,
+                                               beta_regularizer=regularizer)
     if kind == "renorm":
         return keras.layers.BatchNormalization(momentum=momentum, renorm=True,
                                                renorm_clipping=dict(RENORM_CLIPPING),
-                                               renorm_momentum=momentum, name=name)
+                                               renorm_momentum=momentum, name=name,
+                                               gamma_regularizer=regularizer,
+                                               beta_regularizer=regularizer)
     if kind == "layer":
-        return keras.layers.LayerNormalization(name=name)
+        return keras.layers.LayerNormalization(name=name, gamma_regularizer=regularizer,
+                                               beta_regularizer=regularizer)
     if kind == "group":
-        return keras.layers.GroupNormalization(groups=groups, name=name)
+        return keras.layers.GroupNormalization(groups=groups, name=name,
+                                               gamma_regularizer=regularizer,
+                                               beta_regularizer=regularizer)
+    if kind == "rms":
+        if decay:
+            raise ValueError("decay is not supported for 'rms' (RMSNormalization has no "
+                             "regularizer argument)")
+        return keras.layers.RMSNormalization(name=name)
     raise ValueError(f"unknown normalization {kind!r}; "
-                     "use 'none', 'batch', 'renorm', 'layer' or 'group'")
+                     "use 'none', 'batch', 'renorm', 'layer', 'group' or 'rms'")
+
+
+def _decay(weight_decay: float) -> keras.regularizers.Regularizer | None:
+    """The L2 penalty whose gradient step is SGD weight decay ``weight_decay``.
+
+    A penalty ``(lambda / 2) * sum(w**2)`` adds ``lambda * w`` to the gradient,
+    so plain SGD with rate ``eta`` shrinks ``w`` by the factor
+    ``1 - eta * lambda`` per step besides its gradient step; Keras' ``L2(l2)``
+    adds ``l2 * sum(w**2)``, hence ``l2 = lambda / 2``.
+    """
+    if weight_decay < 0:
+        raise ValueError(f"weight decay must be at least 0, got {weight_decay}")
+    return keras.regularizers.L2(weight_decay / 2) if weight_decay else None
 
 
 def build_mlp(hidden_units: Sequence[int] = (300, 100), *,
@@ -88,23 +127,40 @@ def build_mlp(hidden_units: Sequence[int] = (300, 100), *,
               dropout: float = 0.0,
               num_classes: int = 10,
               input_shape: tuple[int, ...] = (28, 28),
+              input_normalization: bool = False,
+              weight_decay: float = 0.0,
+              normalization_decay: float = 0.0,
               name: str | None = None) -> keras.Sequential:
-    """Flatten -> [Dense -> (norm) -> activation -> (norm) -> (Dropout)] * k -> softmax.
+    """Flatten -> (BN) -> [Dense -> (norm) -> activation -> (norm) -> (Dropout)] * k -> softmax.
 
     ``placement="before"`` normalizes the Dense output before the activation,
     as Ioffe & Szegedy (2015) do, and drops the Dense bias (the norm's shift
     replaces it); ``"after"`` normalizes the activation's output. With
     ``normalization="none"`` the layers are Dense -> activation. A Dropout
     layer with rate ``dropout`` follows each hidden block when ``dropout > 0``.
+
+    ``input_normalization=True`` puts a BN layer right after Flatten, as the
+    original notebook's BN model has: a learned standardization of every
+    pixel (784 features), whatever ``normalization`` is.
+
+    ``weight_decay`` (lambda) puts an L2 penalty ``(lambda / 2) * ||W||^2`` on
+    the *hidden* Dense kernels, so that plain SGD at rate ``eta`` shrinks them
+    by ``1 - eta * lambda`` per step; ``normalization_decay`` does the same
+    for the normalization layers' scale and shift (gamma, beta). The output
+    layer is never decayed: with BN after every hidden kernel, these are the
+    weights whose scale the function does not depend on.
     """
     if placement not in ("before", "after"):
         raise ValueError(f"placement must be 'before' or 'after', not {placement!r}")
     layers: list[keras.layers.Layer] = [keras.Input(shape=input_shape), keras.layers.Flatten()]
+    if input_normalization:
+        layers.append(keras.layers.BatchNormalization())
     for units in hidden_units:
-        norm = normalization_layer(normalization)
+        norm = normalization_layer(normalization, decay=normalization_decay)
         use_bias = norm is None or placement == "after"
         layers.append(keras.layers.Dense(units, use_bias=use_bias,
-                                         kernel_initializer=kernel_initializer))
+                                         kernel_initializer=kernel_initializer,
+                                         kernel_regularizer=_decay(weight_decay)))
         if norm is not None and placement == "before":
             layers.append(norm)
         layers.append(keras.layers.Activation(activation))
@@ -117,6 +173,115 @@ def build_mlp(hidden_units: Sequence[int] = (300, 100), *,
     return keras.Sequential(layers, name=name)
 
 
+def side_by_side(branches: Mapping[str, Callable[[], keras.Model]], *,
+                 seed: int | None = None) -> keras.Model:
+    """One model whose outputs are several independent networks on the same input.
+
+    ``branches`` maps a name to a function that builds a fresh model (all with
+    the same input shape). Each is built, after ``set_random_seed(seed)``
+    when ``seed`` is given, so that layers they share start equal, exactly as
+    separate builds from that seed; output ``i`` is branch ``i``, named by its
+    key. Compiled with one loss for every output (Keras sums them, each with
+    weight 1), one training step updates every branch with the gradient of
+    its own loss alone, with the same batch: for optimizers that update each
+    weight from its own gradient (SGD, momentum, Adam, weight decay) every
+    branch trains exactly as it would alone, and the variants of one seed
+    train in one run. A branch whose loss stops being finite does not touch
+    the others. :func:`branch` takes one out again.
+    """
+    if not branches:
+        raise ValueError("side_by_side needs at least one branch")
+    for name in branches:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ValueError(f"branch name {name!r} is not a valid Keras name: use letters, "
+                             "digits, '_', '.' and '-' (no spaces)")
+    built = {}
+    for name, build in branches.items():
+        if seed is not None:
+            keras.utils.set_random_seed(seed)
+        net = build()
+        net.name = f"{name}_net"
+        built[name] = net
+    first = next(iter(built.values()))
+    shape = tuple(first.inputs[0].shape[1:])
+    for name, net in built.items():
+        if tuple(net.inputs[0].shape[1:]) != shape:
+            raise ValueError(f"branch {name!r} takes inputs of shape "
+                             f"{tuple(net.inputs[0].shape[1:])}, not {shape}")
+    inputs = keras.Input(shape=shape)
+    outputs = [keras.layers.Identity(name=name)(net(inputs)) for name, net in built.items()]
+    return keras.Model(inputs, outputs, name="side_by_side")
+
+
+def branch(model: keras.Model, name: str) -> keras.Model:
+    """The network of ``model`` (made by :func:`side_by_side`) under ``name``; it shares the
+    weights, so changing one changes the other."""
+    try:
+        return model.get_layer(f"{name}_net")
+    except ValueError:
+        names = [layer.name[:-4] for layer in model.layers if layer.name.endswith("_net")]
+        raise ValueError(f"no branch {name!r}; the branches are {names}") from None
+
+
+@keras.saving.register_keras_serializable(package="bnbook")
+class PaddingMask(keras.layers.Layer):
+    """``True`` at the time steps of a padded sequence that hold data, ``False`` at padding.
+
+    Input ``(batch, time, features)``; output ``(batch, time)``, a step is
+    padding when all its features equal ``pad_value`` (choose a value the data
+    never takes, as for Keras' ``Masking`` layer). Layers that accept
+    ``mask=`` (BN, average pooling) then use only the real steps.
+    """
+
+    def __init__(self, pad_value: float = -1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.pad_value = float(pad_value)
+
+    def call(self, inputs):
+        return keras.ops.any(keras.ops.not_equal(inputs, self.pad_value), axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "pad_value": self.pad_value}
+
+
+def build_sequence_classifier(normalization: Normalization | Literal["batch_masked"] = "none",
+                              *, units: Sequence[int] = (64,), time_steps: int = 28,
+                              features: int = 28, pad_value: float = -1.0,
+                              num_classes: int = 10) -> keras.Model:
+    """Padded sequences -> [Dense -> (norm) -> ReLU] per time step -> masked mean -> softmax.
+
+    The input is ``(batch, time_steps, features)``, padded at the end with
+    steps whose features all equal ``pad_value``. Every hidden block acts on
+    each time step alone; the mean over time counts only the real steps, so
+    without normalization the padding cannot change the output.
+
+    ``normalization`` as in :func:`normalization_layer`, with one twist for
+    BN, which computes its statistics over the batch *and* the time steps:
+
+    * ``"batch"``: over every step, padding included (what a BN layer does
+      that is not given the mask, e.g. PyTorch's ``BatchNorm1d`` on a padded
+      tensor);
+    * ``"batch_masked"``: over the real steps only (Keras' BN given
+      ``mask=``).
+
+    LayerNorm and RMSNorm normalize each step over its own features, so the
+    padding cannot reach the real steps.
+    """
+    inputs = keras.Input(shape=(time_steps, features))
+    mask = PaddingMask(pad_value, name="padding_mask")(inputs)
+    x = inputs
+    for width in units:
+        norm = normalization_layer("batch" if normalization == "batch_masked" else normalization)
+        x = keras.layers.Dense(width, use_bias=norm is None)(x)
+        if norm is not None:
+            x = norm(x, mask=mask) if normalization == "batch_masked" else norm(x)
+        x = keras.layers.Activation("relu")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x, mask=mask)
+    outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name=f"sequences_{normalization}")
 def _lenet_groups(channels: int, max_groups: int) -> int:
     """The most groups, at most ``max_groups``, that divide ``channels`` evenly."""
     return max(g for g in range(1, max_groups + 1) if channels % g == 0)

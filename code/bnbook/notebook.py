@@ -23,7 +23,7 @@ from bnbook.stats import Comparison
 __all__ = ["glue_claim", "show_source", "start"]
 
 
-def start(*, threads: int | None = 1, seed: int | None = 0) -> str:
+def start(*, threads: int | None = 1, seed: int | None = 0, cpu_devices: int = 1) -> str:
     """Set up a chapter's kernel; return (and print) the versions it runs.
 
     * TensorFlow's C++ notices and Python retracing warnings are silenced
@@ -34,6 +34,10 @@ def start(*, threads: int | None = 1, seed: int | None = 0) -> str:
       runners train two or three models side by side instead); ``None``
       leaves TensorFlow's default;
     * ``seed`` seeds Python, NumPy and TensorFlow (``None``: not seeded);
+    * ``cpu_devices > 1`` splits the processor into that many logical devices
+      (``/cpu:0``, ``/cpu:1``, ...), which ``tf.distribute.MirroredStrategy``
+      can train over as if they were separate accelerators; they share the
+      cores, so this shows what data-parallel training computes, not its speed.
     * at most two heaps for the C allocator's threads
       (:func:`bnbook.memory.limit_arenas`), which keeps a kernel that trains
       in threads well under its memory budget;
@@ -43,8 +47,9 @@ def start(*, threads: int | None = 1, seed: int | None = 0) -> str:
       those ``run_sweep`` makes after training, would otherwise walk through
       all of them again (about a fifth of a chapter's processor time).
 
-    Call it before anything else touches TensorFlow: the thread setting can
-    only be made before TensorFlow starts its first operation.
+    Call it before anything else touches TensorFlow: the thread setting and
+    the logical devices can only be made before TensorFlow starts its first
+    operation.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from bnbook.memory import limit_arenas
@@ -65,6 +70,10 @@ def start(*, threads: int | None = 1, seed: int | None = 0) -> str:
             if tf.config.threading.get_intra_op_parallelism_threads() != threads:
                 raise RuntimeError("bnbook.notebook.start() must run before TensorFlow's first "
                                    "operation: restart the kernel and run the first cells in order")
+    if cpu_devices < 1:
+        raise ValueError(f"cpu_devices must be at least 1, got {cpu_devices}")
+    if cpu_devices > 1:
+        _split_cpu(tf, cpu_devices)
     if seed is not None:
         set_seed(seed)
     gc.collect()
@@ -72,6 +81,19 @@ def start(*, threads: int | None = 1, seed: int | None = 0) -> str:
     versions = f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
     print(versions)
     return versions
+
+
+def _split_cpu(tf: Any, devices: int) -> None:
+    """The processor as ``devices`` logical CPU devices, or a clear error when it is too late."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(devices)])
+    except RuntimeError:  # the devices were initialized by an earlier operation
+        if len(tf.config.list_logical_devices("CPU")) != devices:
+            raise RuntimeError(f"start(cpu_devices={devices}) must run before TensorFlow's first "
+                               "operation: restart the kernel and run the first cells in order"
+                               ) from None
 
 
 def glue_claim(key: str, comparison: Comparison, *, glue: Callable[..., Any] | None = None) -> None:

@@ -44,9 +44,10 @@ import numpy as np
 import tensorflow as tf
 
 from bnbook.data import as_tensor, image_batches, repeated_batches
-from bnbook.measure import evaluate
+from bnbook.measure import evaluate_outputs
 from bnbook.memory import release_memory
-from bnbook.training import (DivergenceStop, Probe, StepRecorder, compile_sgd, fit, seed_lock,
+from bnbook.models import branch
+from bnbook.training import (DivergenceStop, Probe, StepRecorder, compile_model, fit, seed_lock,
                              set_seed)
 
 __all__ = ["Variant", "column", "default_workers", "rows_where", "run_sweep"]
@@ -90,6 +91,24 @@ class Variant:
     ``seed``, when given, replaces the sweep's seed for this variant (initial
     weights and batch order), so one sweep can repeat a model over seeds.
 
+    ``optimizer``, when given, makes the optimizer: it is called with the
+    variant's ``learning_rate`` and returns a fresh instance, for example
+    ``lambda lr: keras.optimizers.Adam(learning_rate=lr)`` or an SGD with
+    ``weight_decay``. Without it the variant trains with SGD and ``momentum``
+    (give one or the other, not both). Variants of one ``arch`` share a
+    compiled model only when they share the same factory object, so define
+    each factory once and pass that object to every variant that uses it.
+
+    A factory may give the optimizer a learning-rate schedule built from the
+    rate (``lambda lr: keras.optimizers.SGD(CosineDecay(lr, steps))``); it
+    starts again for each variant, and variants that share a compiled model
+    must then share the rate too.
+
+    ``loss_weights``, for a side-by-side model, weights each branch's loss
+    (:func:`bnbook.training.compile_model`): with SGD, with or without
+    momentum, branch ``i`` then trains at the learning rate
+    ``learning_rate * loss_weights[i]``, so one run can sweep the rate.
+
     ``steps`` trains for exactly that many optimizer steps (make it a multiple
     of 64 for speed: steps per execution must divide it), in one Keras epoch
     over the training data repeated (reshuffled on each pass), instead of
@@ -111,16 +130,35 @@ class Variant:
     initialize: Callable[[keras.Model], None] | None = None
     steps: int | None = None
     seed: int | None = None
+    optimizer: Callable[[float], keras.optimizers.Optimizer] | None = None
+    loss_weights: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.optimizer is not None and self.momentum:
+            raise ValueError(f"variant {self.label!r}: give the momentum to the optimizer "
+                             "factory, not as Variant(momentum=...), when a factory is given")
+        if self.loss_weights is not None:
+            self.loss_weights = tuple(float(w) for w in self.loss_weights)
+
+    def compile(self, model: keras.Model, steps_per_execution: int) -> keras.Model:
+        """Compile ``model`` with this variant's optimizer (SGD with ``momentum`` by default)
+        and ``loss_weights``."""
+        optimizer = (self.optimizer(self.learning_rate) if self.optimizer is not None else
+                     keras.optimizers.SGD(learning_rate=self.learning_rate,
+                                          momentum=self.momentum))
+        return compile_model(model, optimizer, loss_weights=self.loss_weights,
+                             steps_per_execution=steps_per_execution)
 
 
 def run_sweep(variants: Iterable[Variant], train: Split, *,
               valid: Split | None = None, test: Split | None = None,
               seed: int = 0, stop_on_nan: bool = True, shuffle: bool = True,
               evaluate_train: bool = True, validate_each_epoch: bool = False,
-              keep_models: bool = False, verbose: bool = True,
+              keep_models: bool = False, keep_weights: bool = False, verbose: bool = True,
               workers: int | None = None,
               eval_batch_size: int | None = None) -> list[dict[str, Any]]:
-    """Train each variant with SGD and return one row per variant, in the order given.
+    """Train each variant (SGD unless its ``optimizer`` says otherwise) and return one row per
+    variant, in the order given.
 
     Each row holds ``label``, the variant's ``settings``, ``seed``,
     ``learning_rate``, ``epochs``, ``batch_size``, ``steps`` (optimizer steps
@@ -134,7 +172,9 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
     (``val_loss``, ``val_accuracy`` in the history, for learning curves).
     With probes, ``curve`` holds the recorder's arrays; with ``keep_models``,
     ``model`` holds the trained model (do not combine with a shared ``arch``:
-    later variants retrain that model).
+    later variants retrain that model); with ``keep_weights``, ``weights``
+    holds the trained weights (``model.get_weights()``, fine with a shared
+    ``arch``: a later experiment can start from them with ``initialize``).
 
     Images may be the loader's uint8 grey levels (a quarter of the memory of
     float32; each batch is scaled as drawn) or floats. Training accuracy is
@@ -142,7 +182,13 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
     Keras' history (an average over the epoch, computed with batch statistics
     while the weights were still changing).
 
-    ``eval_batch_size`` is the chunk those inference-mode evaluations feed
+    A variant whose model has several outputs (:func:`bnbook.models.side_by_side`:
+    the variants of one seed as branches of one model, trained in one run on
+    the same batches) gives one row per output, in order, each with
+    ``branch`` (the output's name) and its own history, scores, divergence,
+    curve (``batch_loss`` and ``batch_accuracy`` its own, probes shared) and
+    weights; a diverged branch does not stop the others.
+    ``eval_batch_size`` is the chunk the inference-mode evaluations feed
     the model at once (default: :func:`bnbook.measure.predict`'s 2,048); it
     does not change the results, only the memory: a convolutional network's
     feature maps for 2,048 images take tens of megabytes per layer, and the
@@ -161,8 +207,9 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
     sweep = _Sweep(train, valid=valid, test=test, seed=seed, stop_on_nan=stop_on_nan,
                    shuffle=shuffle, evaluate_train=evaluate_train,
                    validate_each_epoch=validate_each_epoch, keep_models=keep_models,
-                   verbose=verbose, eval_batch_size=eval_batch_size)
-    rows: dict[int, dict[str, Any]] = {}
+                   keep_weights=keep_weights, verbose=verbose,
+                   eval_batch_size=eval_batch_size)
+    rows: dict[int, list[dict[str, Any]]] = {}
     workers = min(workers or default_workers(), len(groups)) or 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(sweep.run_group, [variants[i] for i in indices]): indices
@@ -172,7 +219,7 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
     del sweep
     keras.backend.clear_session(free_memory=False)
     release_memory()   # the traced functions of many short-lived models add up
-    return [rows[i] for i in range(len(variants))]
+    return [row for i in range(len(variants)) for row in rows[i]]
 
 
 def _steps_per_execution(variant: Variant) -> int:
@@ -190,7 +237,8 @@ def _shared_model_key(variant: Variant) -> tuple | None:
     """Variants with the same key train one compiled model, one after the other."""
     if variant.arch is None:
         return None
-    return (variant.arch, variant.momentum, _steps_per_execution(variant))
+    return (variant.arch, variant.momentum, variant.optimizer, variant.loss_weights,
+            _steps_per_execution(variant))
 
 
 class _Sweep:
@@ -198,8 +246,8 @@ class _Sweep:
 
     def __init__(self, train: Split, *, valid: Split | None, test: Split | None, seed: int,
                  stop_on_nan: bool, shuffle: bool, evaluate_train: bool,
-                 validate_each_epoch: bool, keep_models: bool, verbose: bool,
-                 eval_batch_size: int | None = None) -> None:
+                 validate_each_epoch: bool, keep_models: bool, keep_weights: bool,
+                 verbose: bool, eval_batch_size: int | None = None) -> None:
         if validate_each_epoch and valid is None:
             raise ValueError("validate_each_epoch needs valid=(x, y)")
         self.train = train   # tensors once for all variants: tf.data then feeds Keras without copies
@@ -209,11 +257,12 @@ class _Sweep:
         self.valid, self.test, self.seed = valid, test, seed
         self.stop_on_nan, self.shuffle = stop_on_nan, shuffle
         self.evaluate_train, self.keep_models, self.verbose = evaluate_train, keep_models, verbose
+        self.keep_weights = keep_weights
         self.eval_batch_size = eval_batch_size
         self.thread_state = threading.local()
         self.start = time.perf_counter()
 
-    def run_group(self, variants: list[Variant]) -> list[dict[str, Any]]:
+    def run_group(self, variants: list[Variant]) -> list[list[dict[str, Any]]]:
         """Train ``variants`` one after the other; those of a group share one compiled model."""
         if getattr(self.thread_state, "trained", False):
             release_memory()   # this thread's previous model and its traced steps: free them
@@ -224,7 +273,7 @@ class _Sweep:
         for variant in variants:
             with seed_lock:   # seed, build and shuffle as one step
                 model = self._prepare(variant, model, initial_weights)
-                batches = self._batches(variant)
+                batches = self._batches(variant, len(model.outputs))
             rows.append(self._train(variant, model, batches))
         return rows
 
@@ -238,8 +287,8 @@ class _Sweep:
         if model is None:
             set_seed(variant_seed)
             model = variant.build()
-            compile_sgd(model, variant.learning_rate, momentum=variant.momentum,
-                        steps_per_execution=_steps_per_execution(variant))
+            variant.compile(model, _steps_per_execution(variant))
+            model.bnbook_rate = variant.learning_rate
             initial_weights[variant_seed] = model.get_weights()
         else:
             if variant_seed not in initial_weights:   # draw this seed's weights, uncompiled
@@ -247,13 +296,19 @@ class _Sweep:
                 initial_weights[variant_seed] = variant.build().get_weights()
             model.set_weights(initial_weights[variant_seed])
             _reset_optimizer(model.optimizer, variant.learning_rate)
+            if _has_schedule(model.optimizer) and variant.learning_rate != model.bnbook_rate:
+                raise ValueError(f"variant {variant.label!r}: its optimizer follows a learning-"
+                                 "rate schedule, which a shared model cannot change; give "
+                                 "variants with other rates another arch")
         if variant.initialize is not None:
             variant.initialize(model)
         return model
 
-    def _batches(self, variant: Variant) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
+    def _batches(self, variant: Variant,
+                 outputs: int = 1) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
         """The variant's training batches (the same order for every variant of a seed), and
-        the validation batches when validating each epoch."""
+        the validation batches when validating each epoch; with several ``outputs``, the
+        labels once for each."""
         variant_seed = self._seed_of(variant)
         set_seed(variant_seed)
         if variant.steps:
@@ -264,15 +319,25 @@ class _Sweep:
                                   shuffle=self.shuffle)
         valid = (image_batches(*self.valid_tensors, batch_size=variant.batch_size)
                  if self.valid_tensors is not None else None)
+        if outputs > 1:
+            def labels_for_each_output(x, y):
+                return x, (y,) * outputs
+            train = train.map(labels_for_each_output)
+            valid = valid.map(labels_for_each_output) if valid is not None else None
         return train, valid
 
     def _train(self, variant: Variant, model: keras.Model,
-               batches: tuple[tf.data.Dataset, tf.data.Dataset | None]) -> dict[str, Any]:
-        """Fit, then measure: the variant's row."""
+               batches: tuple[tf.data.Dataset, tf.data.Dataset | None]) -> list[dict[str, Any]]:
+        """Fit, then measure: the variant's row, or one row per output of a side-by-side model."""
         train, valid = batches
-        stop = DivergenceStop()
+        names = list(model.output_names) if len(model.outputs) > 1 else []
+        losses = [f"{name}_loss" for name in names] or ["loss"]
+        stop = DivergenceStop(losses)
         callbacks: list[keras.callbacks.Callback] = [stop] if self.stop_on_nan else []
-        recorder = StepRecorder(variant.probes, variant.record_every) if variant.record_every else None
+        metrics = [m for name in names for m in (f"{name}_loss", f"{name}_accuracy")]
+        recorder = (StepRecorder(variant.probes, variant.record_every,
+                                 log_metrics=metrics or ("loss", "accuracy"))
+                    if variant.record_every else None)
         if recorder is not None:
             callbacks.append(recorder)    # after the stop: it records the step training ended at
         start = time.perf_counter()
@@ -282,41 +347,80 @@ class _Sweep:
         seconds = time.perf_counter() - start
         epochs = (variant.steps * variant.batch_size / len(self.train[0]) if variant.steps
                   else variant.epochs)
-        row: dict[str, Any] = {"label": variant.label, **variant.settings,
-                               "seed": self._seed_of(variant),
-                               "learning_rate": variant.learning_rate,
-                               "epochs": epochs, "batch_size": variant.batch_size,
-                               "steps": int(model.optimizer.iterations.numpy()),
-                               "seconds": seconds,
-                               "seconds_per_epoch": result.seconds_per_epoch,
-                               "history": result.history}
-        losses = []
+        common: dict[str, Any] = {"label": variant.label, **variant.settings,
+                                  "seed": self._seed_of(variant),
+                                  "learning_rate": variant.learning_rate,
+                                  "epochs": epochs, "batch_size": variant.batch_size,
+                                  "steps": int(model.optimizer.iterations.numpy()),
+                                  "seconds": seconds,
+                                  "seconds_per_epoch": result.seconds_per_epoch}
+        rows = [{**common, "branch": name} for name in names] or [dict(common)]
         for split, data in (("train", self.train if self.evaluate_train else None),
                             ("valid", self.valid), ("test", self.test)):
             if data is not None:
-                row[f"{split}_loss"], row[f"{split}_accuracy"] = evaluate(
-                    model, *data, batch_size=self.eval_batch_size)
-                losses.append(row[f"{split}_loss"])
-        row["diverged"] = bool(stop.diverged or not all(math.isfinite(loss) for loss in losses))
-        if recorder is not None:
-            row["curve"] = recorder.arrays()
-        if self.keep_models:
-            row["model"] = model
-        if self.verbose:
-            shown = "  ".join(f"{k} {row[k]:.3f}" for k in
-                              ("train_accuracy", "valid_accuracy", "test_accuracy") if k in row)
-            status = "  diverged" if row["diverged"] else ""
-            print(f"[{time.perf_counter() - self.start:5.0f} s] {variant.label:<28} {shown}"
-                  f"  ({seconds:.1f} s){status}")
-        return row
+                scores_per_output = evaluate_outputs(model, *data,
+                                                     batch_size=self.eval_batch_size)
+                for row, scores in zip(rows, scores_per_output, strict=True):
+                    row[f"{split}_loss"], row[f"{split}_accuracy"] = scores
+        curve = recorder.arrays() if recorder is not None else None
+        for index, row in enumerate(rows):
+            name = names[index] if names else None
+            row["history"] = _own_history(result.history, name)
+            evaluated = [row[k] for k in ("train_loss", "valid_loss", "test_loss") if k in row]
+            stopped = stop.diverged or (name is not None and not math.isfinite(
+                row["history"].get("loss", [0.0])[-1]))
+            row["diverged"] = bool(stopped or not all(math.isfinite(v) for v in evaluated))
+            if curve is not None:
+                row["curve"] = _own_curve(curve, name, names)
+            if self.keep_models:
+                row["model"] = model
+            if self.keep_weights:
+                row["weights"] = (branch(model, name) if name else model).get_weights()
+            if self.verbose:
+                shown = "  ".join(f"{k} {row[k]:.3f}" for k in
+                                  ("train_accuracy", "valid_accuracy", "test_accuracy") if k in row)
+                status = "  diverged" if row["diverged"] else ""
+                label = f"{variant.label} / {name}" if name else variant.label
+                print(f"[{time.perf_counter() - self.start:5.0f} s] {label:<28} {shown}"
+                      f"  ({seconds:.1f} s){status}")
+        return rows
+
+
+def _own_history(history: Mapping[str, list[float]], name: str | None) -> dict[str, list[float]]:
+    """One output's part of a Keras history (``a_loss`` -> ``loss``), or all of it."""
+    if name is None:
+        return dict(history)
+    return {prefix + metric: history[f"{prefix}{name}_{metric}"]
+            for prefix in ("", "val_") for metric in ("loss", "accuracy")
+            if f"{prefix}{name}_{metric}" in history}
+
+
+def _own_curve(curve: Mapping[str, np.ndarray], name: str | None,
+               names: Sequence[str]) -> dict[str, np.ndarray]:
+    """A step record for one output: its own ``batch_loss``, ``batch_accuracy``; steps,
+    seconds and probes shared."""
+    if name is None:
+        return dict(curve)
+    own = {key: values for key, values in curve.items()
+           if not any(key.startswith(f"batch_{other}_") for other in names)}
+    for metric in ("loss", "accuracy"):
+        own[f"batch_{metric}"] = curve[f"batch_{name}_{metric}"]
+    return own
+
+
+def _has_schedule(optimizer: keras.optimizers.Optimizer) -> bool:
+    return isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule)
 
 
 def _reset_optimizer(optimizer: keras.optimizers.Optimizer, learning_rate: float) -> None:
-    """Zero the step counter and every slot (momentum), then set the learning rate."""
+    """Zero the step counter and every slot (momentum), then set the learning rate; a
+    schedule starts again from step 0."""
+    schedule = _has_schedule(optimizer)
     for variable in optimizer.variables:
-        if variable is not optimizer.learning_rate:
+        if schedule or variable is not optimizer.learning_rate:
             variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
-    optimizer.learning_rate.assign(learning_rate)
+    if not schedule:
+        optimizer.learning_rate.assign(learning_rate)
 
 
 def column(rows: Sequence[Mapping[str, Any]], key: str, **where: Any) -> np.ndarray:

@@ -5,7 +5,8 @@ plumbing that would otherwise be written again on every page. Running many
 variants side by side is :mod:`bnbook.sweeps`' job, which calls these.
 
 * :func:`set_seed` and :data:`seed_lock`: reproducible weights and batch orders.
-* :func:`compile_sgd`: SGD (optionally with momentum) and cross-entropy.
+* :func:`compile_model`: any optimizer, with the book's loss and metric;
+  :func:`compile_sgd`: the same with SGD (optionally with momentum).
 * :func:`fit`: ``model.fit`` with one printed line per epoch and epoch times.
 * Callbacks: :class:`EpochLog` (times per epoch), :class:`StepRecorder`
   (probes every few optimizer steps), :class:`DivergenceStop` (end a run
@@ -32,6 +33,7 @@ __all__ = [
     "FitResult",
     "Probe",
     "StepRecorder",
+    "compile_model",
     "compile_sgd",
     "fit",
     "seed_lock",
@@ -58,23 +60,56 @@ def set_seed(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
-def compile_sgd(model: keras.Model, learning_rate: float, *,
-                momentum: float = 0.0,
-                steps_per_execution: int = STEPS_PER_EXECUTION,
-                jit_compile: bool | str = False) -> keras.Model:
-    """Compile ``model`` with plain SGD and sparse categorical cross-entropy.
+def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer, *,
+                  loss_weights: Sequence[float] | None = None,
+                  steps_per_execution: int = STEPS_PER_EXECUTION,
+                  jit_compile: bool | str = False) -> keras.Model:
+    """Compile ``model`` with ``optimizer``, sparse categorical cross-entropy and accuracy.
 
-    ``learning_rate`` is required and passed by its real name: the old
-    ``SGD(lr=...)`` keyword is not an alias in Keras 3.
+    ``optimizer`` is an optimizer instance (``keras.optimizers.Adam(1e-3)``,
+    ``keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=1e-2)``, ...), not a
+    name: a name would silently use Keras' default learning rate. The loss
+    expects a softmax output and integer labels, as in every model of the book;
+    a model with several outputs (:func:`bnbook.models.side_by_side`) gets it
+    on each output, the total being their sum, and an accuracy per output.
+    ``loss_weights`` (one per output) multiplies each output's loss in that
+    sum: with SGD, with or without momentum, a weight ``k`` trains that
+    branch exactly as a learning rate ``k`` times larger would (Adam ignores a
+    constant factor; an L2 penalty from a layer's regularizer is not weighted).
+    Returns the model, compiled.
     """
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise TypeError(f"optimizer must be a keras.optimizers.Optimizer instance, got "
+                        f"{optimizer!r}; build it with its learning rate, e.g. "
+                        "keras.optimizers.Adam(learning_rate=1e-3)")
+    outputs = len(model.outputs) if getattr(model, "outputs", None) else 1
+    if loss_weights is not None and len(loss_weights) != outputs:
+        raise ValueError(f"loss_weights needs one weight per output: {outputs} outputs, "
+                         f"{len(loss_weights)} weights")
     model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        optimizer=optimizer,
+        loss=("sparse_categorical_crossentropy" if outputs == 1
+              else ["sparse_categorical_crossentropy"] * outputs),
+        loss_weights=list(loss_weights) if loss_weights is not None else None,
+        metrics=["accuracy"] if outputs == 1 else [["accuracy"]] * outputs,
         steps_per_execution=steps_per_execution,
         jit_compile=jit_compile,
     )
     return model
+
+
+def compile_sgd(model: keras.Model, learning_rate: float, *,
+                momentum: float = 0.0,
+                steps_per_execution: int = STEPS_PER_EXECUTION,
+                jit_compile: bool | str = False) -> keras.Model:
+    """Compile ``model`` with plain SGD (:func:`compile_model`).
+
+    ``learning_rate`` is required and passed by its real name: the old
+    ``SGD(lr=...)`` keyword is not an alias in Keras 3.
+    """
+    return compile_model(model, keras.optimizers.SGD(learning_rate=learning_rate,
+                                                     momentum=momentum),
+                         steps_per_execution=steps_per_execution, jit_compile=jit_compile)
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -247,15 +282,22 @@ class DivergenceStop(keras.callbacks.Callback):
     """End training when the training loss stops being finite, and remember that it did.
 
     A diverged run cannot come back, and going on only costs time. (Keras'
-    ``TerminateOnNaN`` stops too, but does not report it.)
+    ``TerminateOnNaN`` stops too, but does not report it.) ``losses`` names
+    the logged losses to watch; training stops when *all* of them are no
+    longer finite. For a model with several independent outputs
+    (:func:`bnbook.models.side_by_side`) pass their losses
+    (``"<name>_loss"``): one diverged branch must not end the others.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, losses: Sequence[str] = ("loss",)) -> None:
         super().__init__()
+        if not losses:
+            raise ValueError("DivergenceStop needs at least one loss to watch")
+        self.losses = tuple(losses)
         self.diverged = False
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)):
+        values = [(logs or {}).get(name) for name in self.losses]
+        if all(v is not None and not np.isfinite(float(v)) for v in values):
             self.diverged = True
             self.model.stop_training = True
