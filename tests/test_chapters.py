@@ -120,3 +120,17 @@ def test_every_chapter_has_at_least_three_exercises_with_solutions() -> None:
         solved = set(re.findall(r"\{solution(?:-start)?\} ([\w-]+)", text))
         assert len(exercises) >= 3, page
         assert set(exercises) <= solved, f"{page}: exercises without a solution"
+
+
+def test_every_checklist_rule_rests_on_a_row_of_the_ledger() -> None:
+    """A rule of thumb stands on a claim the ledger shows, with the verdict that backs it."""
+    import re
+
+    checklist = (ROOT / "book" / "checklist.md").read_text()
+    ledger = (ROOT / "book" / "claims.md").read_text()
+    rules = re.findall(r"```\{practice-rule\} (\w+)\.md::(\w+)\n:when: ([^\n]+)", checklist)
+    assert len(rules) >= 10
+    for chapter, key, when in rules:
+        assert f"{chapter}.md::{key}_verdict" in ledger, f"no ledger row for {chapter}.md::{key}"
+        assert set(v.strip() for v in when.split(",")) <= {
+            "supported", "not supported", "inconclusive", "exact", "not exact"}, when

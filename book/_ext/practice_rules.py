@@ -110,7 +110,8 @@ class ResolveRules(SphinxPostTransform):
                                    internal=True, refuri=uri)
             if decide(verdict, node["when"]):
                 evidence = nodes.paragraph("", "", classes=["rule-evidence"])
-                evidence += nodes.Text(f"Evidence: {effect}, {verdict}, in {node['scope']}. Tested in ")
+                evidence += nodes.Text(f"Evidence: {effect}; verdict: {verdict}. "
+                                       f"Measured in {node['scope']}; tested in ")
                 evidence += link
                 evidence += nodes.Text(".")
                 box = nodes.container("", *node.children, evidence, classes=["practice-rule"])
