@@ -24,6 +24,7 @@ glued its results, each rule is checked against the claim's current verdict:
 
 from __future__ import annotations
 
+import posixpath
 from ast import literal_eval
 from typing import Any
 
@@ -96,8 +97,10 @@ class ResolveRules(SphinxPostTransform):
         from myst_nb.ext.glue.crossref import read_glue_cache
 
         folder = self.env.mystnb_config.output_folder
+        here = posixpath.dirname(self.env.docname)
         dropped: list[nodes.Node] = []
         for node in list(self.document.findall(practice_rule)):
+            node["chapter"] = posixpath.normpath(posixpath.join(here, node["chapter"]))
             data = read_glue_cache(folder, node["chapter"])
             verdict = glued_text(data, f"{node['key']}_verdict")
             effect = glued_text(data, f"{node['key']}_effect")
