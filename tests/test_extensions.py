@@ -89,3 +89,12 @@ def test_bibliography_entries_become_list_items() -> None:
 
 def test_the_accessibility_stylesheet_exists_where_the_extension_serves_it() -> None:
     assert (accessibility.CSS_DIR / accessibility.CSS_FILE).is_file()
+
+
+def test_a_rule_quotes_what_its_ledger_row_measured() -> None:
+    ledger = ("| Claim | Source | Tested in | Measured | Rule | Verdict |\n|---|---|---|---|---|---|\n"
+              "| BN helps | paper | {doc}`x` | test accuracy, BN − no BN: "
+              "{glue:text}`x.md::x_gain_effect:s` | {glue:text}`x.md::x_gain_rule:s` | v |\n"
+              "| Bare | paper | {doc}`x` | {glue:text}`x.md::x_bare_effect:s` | r | v |\n")
+    labels = practice_rules.ledger_labels(ledger)
+    assert labels == {"x.md::x_gain": "test accuracy, BN − no BN:", "x.md::x_bare": ""}

@@ -14,8 +14,9 @@ The argument names a claim a chapter glued with ``bnbook.notebook.glue_claim``
 glued its results, each rule is checked against the claim's current verdict:
 
 * the verdict is one of ``:when:`` (comma-separated): the rule is shown, with
-  the measured effect and its interval, the verdict, its scope and a link to
-  the chapter that tests it;
+  what was measured (the words of the claim's row in the claims ledger,
+  ``book/claims.md``), the effect and its interval, the verdict, its scope and
+  a link to the chapter that tests it;
 * any other verdict: the rule drops out of the list, and a line at the end of
   the page ("Rules the evidence no longer supports") names it with the verdict
   it now has, so that a rebuild after a library change cannot leave a rule the
@@ -25,7 +26,9 @@ glued its results, each rule is checked against the claim's current verdict:
 from __future__ import annotations
 
 import posixpath
+import re
 from ast import literal_eval
+from pathlib import Path
 from typing import Any
 
 from docutils import nodes
@@ -83,6 +86,19 @@ def glued_text(data: dict[str, Any], name: str) -> str | None:
     return str(value)
 
 
+def ledger_labels(ledger: str) -> dict[str, str]:
+    """What each claim measured, from the claims ledger's Markdown: ``{"chapter.md::key": label}``.
+
+    The label is the text of a row's "Measured" cell before the glued effect
+    (``"test accuracy, BN − no BN: "``); empty when the cell holds the effect alone.
+    """
+    labels = {}
+    for match in re.finditer(r"^\|(?:[^|\n]*\|){3}([^|\n]*?)\{glue:text\}`([\w/.]+::\w+)_effect:s`",
+                             ledger, re.M):
+        labels[match.group(2)] = match.group(1).strip()
+    return labels
+
+
 def decide(verdict: str | None, when: list[str]) -> bool:
     """Whether a rule stands: its claim has one of the verdicts that back it."""
     return verdict is not None and verdict in when
@@ -98,8 +114,11 @@ class ResolveRules(SphinxPostTransform):
 
         folder = self.env.mystnb_config.output_folder
         here = posixpath.dirname(self.env.docname)
+        ledger = Path(self.env.doc2path(posixpath.join(here, "claims")))
+        labels = ledger_labels(ledger.read_text()) if ledger.is_file() else {}
         dropped: list[nodes.Node] = []
         for node in list(self.document.findall(practice_rule)):
+            measured = labels.get(f"{node['chapter']}.md::{node['key']}", "")
             node["chapter"] = posixpath.normpath(posixpath.join(here, node["chapter"]))
             data = read_glue_cache(folder, node["chapter"])
             verdict = glued_text(data, f"{node['key']}_verdict")
@@ -113,7 +132,7 @@ class ResolveRules(SphinxPostTransform):
                                    internal=True, refuri=uri)
             if decide(verdict, node["when"]):
                 evidence = nodes.paragraph("", "", classes=["rule-evidence"])
-                evidence += nodes.Text(f"Evidence: {effect}; verdict: {verdict}. "
+                evidence += nodes.Text(f"Evidence: {measured} {effect}; verdict: {verdict}. "
                                        f"Measured in {node['scope']}; tested in ")
                 evidence += link
                 evidence += nodes.Text(".")
