@@ -72,7 +72,9 @@ def _store(app: Sphinx, doctree: nodes.document) -> None:
     env.bnbook_page_words[docname] = words(doctree)
     for section in doctree.findall(nodes.section):
         for name in section.get("names", []):
-            env.bnbook_section_words[name] = (docname, words(section), section.next_node(nodes.title).astext())
+            title = section.next_node(nodes.title)   # its nodes: math in a title stays math
+            env.bnbook_section_words[name] = (docname, words(section),
+                                              [child.deepcopy() for child in title.children])
     title = doctree.next_node(nodes.title)
     if title is not None and docname != env.config.root_doc:
         line = nodes.paragraph("", f"About {_plural(minutes(env.bnbook_page_words[docname]))} to read.",
@@ -112,9 +114,11 @@ class ReadingTimesDirective(SphinxDirective):
         return [reading_times()]
 
 
-def _link(app: Sphinx, fromdoc: str, todoc: str, anchor: str, text: str) -> nodes.reference:
+def _link(app: Sphinx, fromdoc: str, todoc: str, anchor: str,
+          content: str | list[nodes.Node]) -> nodes.reference:
     uri = app.builder.get_relative_uri(fromdoc, todoc) + (f"#{anchor}" if anchor else "")
-    return nodes.reference("", text, internal=True, refuri=uri)
+    children = [nodes.Text(content)] if isinstance(content, str) else content
+    return nodes.reference("", "", *children, internal=True, refuri=uri)
 
 
 def _resolve(app: Sphinx, doctree: nodes.document, fromdoc: str) -> None:
@@ -134,7 +138,8 @@ def _resolve(app: Sphinx, doctree: nodes.document, fromdoc: str) -> None:
             total += minutes(count)
             doc_title = env.titles[docname].astext()
             item = nodes.paragraph("", "")
-            item += _link(app, fromdoc, docname, anchor, f"{doc_title}: {title}")
+            item += _link(app, fromdoc, docname, anchor,
+                          [nodes.Text(f"{doc_title}: "), *[n.deepcopy() for n in title]])
             item += nodes.Text(f" ({minutes(count)} min)")
             steps += nodes.list_item("", item)
         summary = nodes.paragraph("", f"In all, about {_plural(total)} of reading.",
