@@ -134,3 +134,27 @@ def test_every_checklist_rule_rests_on_a_row_of_the_ledger() -> None:
         assert f"{chapter}.md::{key}_verdict" in ledger, f"no ledger row for {chapter}.md::{key}"
         assert set(v.strip() for v in when.split(",")) <= {
             "supported", "not supported", "inconclusive", "exact", "not exact"}, when
+
+
+def test_a_quantity_printed_twice_says_what_each_figure_measured() -> None:
+    """One quantity, one story: where two sentences print different figures for the same
+    quantity (tests/quantities.yml lists them), each sentence says what it measured."""
+    import re
+
+    import yaml
+
+    registry = yaml.safe_load((ROOT / "tests" / "quantities.yml").read_text())
+    assert registry
+    for entry in registry:
+        assert len(entry["uses"]) >= 2, entry["quantity"]
+        for use in entry["uses"]:
+            text = source_of(f"book/{use['page']}").read_text()
+            assert any(re.fullmatch(p, use["key"]) for p in _glued_patterns(text)), \
+                f"{use['page']} glues no {use['key']}"
+            lines = [line for line in text.splitlines()
+                     if re.search(r"\{glue:text\}`(?:\w+\.md::)?" + use["key"] + r"[:`]", line)]
+            assert lines, f"{use['page']}.md prints no {use['key']}"
+            for line in lines:
+                missing = [phrase for phrase in use["says"] if phrase not in line]
+                assert not missing, (f"{use['page']}.md prints {entry['quantity']} "
+                                     f"({use['key']}) without saying {missing}: {line[:120]}")
