@@ -22,14 +22,18 @@ import single_page  # noqa: E402
 import status_page  # noqa: E402
 
 
-def test_reading_time_counts_prose_not_code_or_outputs() -> None:
+def test_reading_time_counts_prose_and_shown_code_not_outputs_or_collapsed_cells() -> None:
     section = nodes.section()
     section += nodes.paragraph("", "one two three four")
-    section += nodes.literal_block("", "x = 1 + 2  # code is not read as prose " * 50)
+    section += nodes.literal_block("", "x = one + two")
     output = nodes.container(classes=["cell_output"])
     output += nodes.paragraph("", "printed words " * 50)
     section += output
-    assert reading_time.words(section) == 4
+    collapsed = nodes.container(classes=["cell", "tag_hide-cell"])
+    collapsed += nodes.literal_block("", "assert check " * 50)
+    section += collapsed
+    section += nodes.math_block("", "x = y " * 30)
+    assert reading_time.words(section) == 4 + 3
     assert reading_time.minutes(0) == 1
     assert reading_time.minutes(reading_time.WORDS_PER_MINUTE * 3 + 1) == 4
 

@@ -80,8 +80,8 @@ def test_exact_checks() -> None:
     assert exact(3e-7, 1e-5).verdict == "exact"
     assert exact(3e-3, 1e-5).verdict == "not exact"
     assert exact(math.nan, 1e-5).verdict == "not exact"
-    assert exact(3e-7, 1e-5).text == "3.0e-07 (exact, tolerance 1e-05)"
-    assert exact(3e-3, 1e-5).text == "3.0e-03 (not exact, tolerance 1e-05)"
+    assert exact(3e-7, 1e-5).text == "3.0e-07 (tolerance 1e-05)"
+    assert str(exact(3e-3, 1e-5)) == "3.0e-03 (tolerance 1e-05): not exact (needed: error <= 1e-05)"
     with pytest.raises(ValueError):
         exact(0.0, 0.0)
 
@@ -99,4 +99,6 @@ def test_format_effect_prints_the_digits_the_interval_supports() -> None:
     result = compare([0.0161 + e for e in (-0.003, 0.002, 0.0, 0.001, 0.0)], threshold=0.0)
     assert result.text.startswith("+0.016 ± 0.00") and result.text.endswith("(95 % CI, n = 5)")
     assert result.rule == "effect > +0"
-    assert str(result).endswith("supported (effect > +0)")
+    assert str(result).endswith("supported (needed: effect > +0)")
+    accuracy = compare([0.81, 0.80, 0.82, 0.81, 0.80], threshold=0.5, signed=False)
+    assert accuracy.text.startswith("0.808 ± ") and accuracy.verdict == "supported"

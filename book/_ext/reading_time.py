@@ -1,8 +1,9 @@
 """Sphinx extension: reading times, computed from the text, and the book's core path.
 
 * Every page listed in the table of contents gets a line under its title,
-  "About N minutes to read", from the words of its prose (code, outputs and
-  equations left out) at :data:`WORDS_PER_MINUTE`.
+  "About N minutes to read", from the words of its prose and of the code it
+  shows (collapsed cells, outputs and equations left out) at
+  :data:`WORDS_PER_MINUTE`, a pace for technical text read with its code.
 * The directive ``core-path`` lists section labels, one per line; it becomes a
   numbered list of links to those sections, each with its own reading time,
   and the total. A label that does not exist is a warning (an error in the
@@ -28,11 +29,12 @@ from sphinx.util.docutils import SphinxDirective
 
 logger = logging.getLogger(__name__)
 
-#: A common reading speed for technical prose (words per minute).
-WORDS_PER_MINUTE = 200
+#: A reading pace for technical text with code and equations (words per minute).
+WORDS_PER_MINUTE = 160
 _WORD = re.compile(r"[\w'’-]+")
-_SKIP = (nodes.literal_block, nodes.math_block, nodes.raw, nodes.comment, nodes.target,
-         nodes.system_message)
+_SKIP = (nodes.math_block, nodes.raw, nodes.comment, nodes.target, nodes.system_message)
+#: Cells a reader does not read unless they open them, and what cells print.
+_UNREAD = {"cell_output", "tag_hide-cell", "tag_hide-input", "tag_remove-input"}
 
 
 class core_path(nodes.General, nodes.Element):
@@ -44,10 +46,11 @@ class reading_times(nodes.General, nodes.Element):
 
 
 def words(node: nodes.Node) -> int:
-    """Words of prose under ``node``: code, cell outputs and display math are not read as prose."""
+    """Words a reader reads under ``node``: prose and shown code; not collapsed cells, cell
+    outputs or display math."""
     if isinstance(node, _SKIP):
         return 0
-    if isinstance(node, nodes.Element) and "cell_output" in node.get("classes", []):
+    if isinstance(node, nodes.Element) and _UNREAD & set(node.get("classes", [])):
         return 0
     if isinstance(node, nodes.Text):
         return len(_WORD.findall(node.astext()))

@@ -86,6 +86,7 @@ class Comparison:
     verdict: str
     ratio: bool = False
     values: tuple[float, ...] = ()
+    signed: bool = True
 
     @property
     def half_width(self) -> float:
@@ -96,12 +97,13 @@ class Comparison:
     def text(self) -> str:
         """The effect with its interval and n, with the digits the interval supports."""
         if self.verdict in ("exact", "not exact"):
-            return f"{self.effect:.1e} ({self.verdict}, tolerance {self.threshold:.0e})"
+            return f"{self.effect:.1e} (tolerance {self.threshold:.0e})"
         if self.ratio:
             digits = decimals_for(self.half_width)
             return (f"{self.effect:.{digits}f}x (95 % CI {self.low:.{digits}f}"
                     f" to {self.high:.{digits}f}, n = {self.n})")
-        return f"{format_effect(self.effect, self.half_width)} (95 % CI, n = {self.n})"
+        effect = format_effect(self.effect, self.half_width, signed=self.signed)
+        return f"{effect} (95 % CI, n = {self.n})"
 
     @property
     def rule(self) -> str:
@@ -117,7 +119,8 @@ class Comparison:
         return f"{name} {sign} {value}"
 
     def __str__(self) -> str:
-        return f"{self.text}: {self.verdict} ({self.rule})"
+        """``+0.017 ± 0.004 (95 % CI, n = 5): supported (needed: effect > +0.005)``."""
+        return f"{self.text}: {self.verdict} (needed: {self.rule})"
 
 
 def _decide(low: float, high: float, threshold: float, direction: Direction) -> str:
@@ -175,20 +178,23 @@ def _differences(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarra
 def compare(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray | None = None, *,
             direction: Direction = "greater", threshold: float = 0.0,
             method: Literal["t", "bootstrap"] = "t", min_n: int = MIN_SEEDS,
-            seed: int = 0) -> Comparison:
+            seed: int = 0, signed: bool = True) -> Comparison:
     """Effect ``a - b`` (paired: ``a[i]`` and ``b[i]`` share seed ``i``), or of ``a`` alone.
 
     With ``b`` omitted, ``a`` holds the per-seed effects themselves (or values
     compared with a constant ``threshold``, such as chance accuracy).
     ``direction`` is the claim's: ``"greater"`` (effect above ``threshold``),
     ``"less"`` (below it) or ``"differ"`` (farther than ``threshold`` from 0
-    either way). ``seed`` seeds the bootstrap's resampling.
+    either way). ``seed`` seeds the bootstrap's resampling. ``signed=False``
+    prints the effect without a sign, for a quantity compared with a fixed
+    threshold (an accuracy against chance) rather than a difference.
     """
     values = _differences(a, b, min_n)
     mean, low, high = _interval(values, method, seed)
     return Comparison(mean, low, high, len(values), float(threshold), direction,
                       _decide(low, high, threshold, direction), False,
-                      tuple(float(v) for v in values))
+                      tuple(float(v) for v in values),
+                      signed=signed)
 
 
 def compare_ratio(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray | None = None, *,
