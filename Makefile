@@ -109,7 +109,7 @@ test: setup fresh-cache
 	$(BOOKTOOLS) cache "$$nbdir"
 	$(MAKE) --no-print-directory book
 	$(MAKE) --no-print-directory pdf
-	$(BIN)/python -m pytest $(SITE_TESTS) -n 2 --dist loadfile
+	$(BIN)/python -m pytest $(SITE_TESTS) -n 2 --dist load
 	$(MAKE) --no-print-directory rounding
 
 # A verdict must not hang on floating-point rounding: another processor rounds
@@ -127,7 +127,7 @@ bench: setup
 	$(BOOKTOOLS) bench
 
 # Colab opens only .ipynb: every chapter has a plain (unexecuted) copy beside it,
-# generated from the .md and checked to be in sync by tests/test_toc.py.
+# generated from the .md and checked to be in sync by tests/test_chapters.py.
 notebooks: setup
 	$(BOOKTOOLS) export book
 
