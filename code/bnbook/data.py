@@ -12,7 +12,7 @@ not) and returns the split of the book's seed notebook::
 Images are ``float32`` in ``[0, 1]`` with shape ``(n, 28, 28)``; labels are
 ``uint8`` class indices ``0..9`` (names in ``CLASS_NAMES``). With
 ``scaled=False`` the images are the files' own ``uint8`` grey levels ``0..255``,
-a quarter of the memory (``bnbook.training.image_batches`` scales them one
+a quarter of the memory (:func:`image_batches` scales them one
 batch at a time, to the same float32 values).
 
 Where the files come from, in this order:
@@ -441,10 +441,14 @@ def image_batches(pixels: np.ndarray | tf.Tensor, labels: np.ndarray | tf.Tensor
                   batch_size: int = 32, shuffle: bool = False) -> tf.data.Dataset:
     """The batches ``model.fit`` trains on, given the images as ``pixels``.
 
-    The order is the one ``fit`` draws from arrays: Keras' array adapter makes
-    a new permutation of all indices per epoch with ``tf.random.shuffle`` (seeded
-    by the global seed when the dataset is made) and cuts it into batches, the
-    last one partial. Seed before calling.
+    The order is the one ``fit`` draws from arrays: Keras' array adapter
+    permutes all indices with ``tf.random.shuffle`` inside the dataset and cuts
+    the permutation into batches, the last one partial. Seed before calling
+    (``bnbook.training.set_seed``): under a global seed the shuffle's seed is
+    fixed when the dataset is made, and each epoch (each new pass over the
+    dataset) starts the shuffle again from that seed, so every epoch draws the
+    **same** permutation, as a seeded ``fit(x, y, shuffle=True)`` does in Keras
+    3; different seeds draw different permutations.
 
     * uint8 ``pixels`` (``load_fashion_mnist(scaled=False)``): each batch is
       gathered from the bytes and divided by 255 in float32, as
