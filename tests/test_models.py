@@ -155,6 +155,22 @@ def test_ghost_batch_of_the_whole_batch_is_batch_normalization() -> None:
         GhostBatchNormalization(0)
 
 
+def test_ghost_batch_normalization_can_keep_the_first_ghost_batchs_statistics() -> None:
+    x = features(12, 3)
+    x[4:] += 10.0                                    # the later ghost batches sit far away
+    first = GhostBatchNormalization(4, momentum=0.0, moving_statistics="first")
+    every = GhostBatchNormalization(4, momentum=0.0)
+    out_first, out_every = first(x, training=True), every(x, training=True)
+    np.testing.assert_allclose(out_first.numpy(), out_every.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(first.moving_mean.numpy(), x[:4].mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(first.moving_variance.numpy(), x[:4].var(0), rtol=1e-5)
+    assert np.all(every.moving_mean.numpy() > first.moving_mean.numpy() + 5.0)
+    clone = keras.layers.deserialize(keras.layers.serialize(first))
+    assert clone.moving_statistics == "first"
+    with pytest.raises(ValueError, match="moving_statistics"):
+        GhostBatchNormalization(4, moving_statistics="last")
+
+
 # ----------------------------------------------------------------------------- practice part
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from bnbook.measure import evaluate
 from bnbook.models import build_mlp
-from bnbook.training import (DivergenceStop, StepRecorder, compile_model, compile_sgd, fit,
-                             set_seed)
+from bnbook.training import (DivergenceStop, StepRecorder, TabulatedRate, compile_model,
+                             compile_sgd, decay_equivalent_rates, fit, set_seed)
 from tiny import mlp, random_images, small_model
 
 
@@ -115,3 +115,47 @@ def test_divergence_stop_watches_named_losses_and_waits_for_all_of_them() -> Non
     assert stop.diverged and stop.model.stop_training
     with pytest.raises(ValueError):
         DivergenceStop([])
+
+
+def test_tabulated_rate_gives_each_steps_rate_then_holds_the_last() -> None:
+    schedule = TabulatedRate([0.3, 0.2, 0.1])
+    assert [float(schedule(step)) for step in range(5)] == pytest.approx([0.3, 0.2, 0.1, 0.1, 0.1])
+    optimizer = keras.optimizers.SGD(learning_rate=schedule)
+    weight = keras.Variable(np.zeros(1, dtype="float32"))
+    for _ in range(2):                                   # gradient 1: the weight moves by the rate
+        optimizer.apply_gradients([(np.ones(1, dtype="float32"), weight)])
+    assert float(weight.numpy()[0]) == pytest.approx(-0.5)
+    clone = TabulatedRate.from_config(schedule.get_config())
+    assert float(clone(1)) == pytest.approx(0.2)
+    for bad in ([], [[0.1]], [0.1, -0.1], [0.1, float("nan")]):
+        with pytest.raises(ValueError):
+            TabulatedRate(bad)
+
+
+def test_decay_equivalent_rates_move_scale_invariant_weights_as_decay_does() -> None:
+    """SGD with decay on a loss of w / |w| only, against plain SGD at the equivalent rates."""
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=5)
+
+    def gradient(w: np.ndarray) -> np.ndarray:   # of L(w) = -cos(w, target): scale-invariant
+        norm = np.linalg.norm(w)
+        u = w / norm
+        g_u = -target / np.linalg.norm(target)
+        return (g_u - (g_u @ u) * u) / norm
+
+    rates = 0.5 * (1 + np.cos(np.pi * np.arange(50) / 50))
+    start = rng.normal(size=5)
+    decayed = plain = start
+    for eta, eta_plain in zip(rates, decay_equivalent_rates(rates, 0.2)):
+        decayed = (1 - eta * 0.2) * decayed - eta * gradient(decayed)
+        plain = plain - eta_plain * gradient(plain)
+    np.testing.assert_allclose(decayed / np.linalg.norm(decayed), plain / np.linalg.norm(plain),
+                               rtol=1e-10, atol=1e-12)
+    assert np.linalg.norm(decayed) < 0.5 * np.linalg.norm(plain)     # decay did shrink it
+    undecayed = start                                # without the raised rates: another path
+    for eta in rates:
+        undecayed = undecayed - eta * gradient(undecayed)
+    assert not np.allclose(undecayed / np.linalg.norm(undecayed), plain / np.linalg.norm(plain))
+    np.testing.assert_allclose(decay_equivalent_rates(rates, 0.0), rates)
+    with pytest.raises(ValueError):
+        decay_equivalent_rates(rates, 10.0)              # eta * lambda >= 1

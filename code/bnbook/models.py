@@ -546,10 +546,14 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
         x_hat_g = (x_g - mean(x_g)) / sqrt(var(x_g) + epsilon)
         out_g   = gamma * x_hat_g + beta
 
-    The moving mean and variance are updated once per step, with the mean of
-    the ghost batches' means and variances (as ``tf.keras`` did with its
-    ``virtual_batch_size``). Inference mode is the ordinary BN with the moving
-    statistics. This is the "ghost batch normalization" of Hoffer et al.
+    The moving mean and variance are updated once per step, with
+    ``moving_statistics="mean"`` (the default) from the mean of the ghost
+    batches' means and variances (as ``tf.keras`` did with its
+    ``virtual_batch_size``), with ``"first"`` from the first ghost batch's
+    alone: what the moving statistics of unsynchronized BN hold after
+    data-parallel training, where each replica updates its own copy and the
+    first replica's is the one read and saved. Inference mode is the ordinary
+    BN with the moving statistics. This is the "ghost batch normalization" of Hoffer et al.
     (2017): the gradient of a large batch with the statistics, and the noise,
     of small ones; it is also what unsynchronized BN computes on each device
     of data-parallel training. The batch size must be a multiple of
@@ -569,11 +573,16 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
     batch of the whole batch is Keras' layer.
     """
 
-    def __init__(self, virtual_batch_size: int, **kwargs) -> None:
+    def __init__(self, virtual_batch_size: int, *,
+                 moving_statistics: Literal["mean", "first"] = "mean", **kwargs) -> None:
         super().__init__(**kwargs)
         if int(virtual_batch_size) < 1:
             raise ValueError(f"virtual_batch_size must be at least 1, got {virtual_batch_size}")
+        if moving_statistics not in ("mean", "first"):
+            raise ValueError(f"moving_statistics must be 'mean' (all ghost batches) or 'first' "
+                             f"(the first ghost batch, as replica 0), got {moving_statistics!r}")
         self.virtual_batch_size = int(virtual_batch_size)
+        self.moving_statistics = moving_statistics
 
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable):
@@ -596,6 +605,8 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
         if self.center:
             normalized = normalized + self.beta
         momentum = self.momentum
+        if self.moving_statistics == "first":             # replica 0's share alone
+            mean, variance = mean[:1], variance[:1]
         batch_mean = keras.ops.reshape(keras.ops.mean(mean, axis=0), (-1,))
         batch_variance = keras.ops.reshape(keras.ops.mean(variance, axis=0), (-1,))
         if self.renorm:
@@ -609,7 +620,8 @@ class GhostBatchNormalization(keras.layers.BatchNormalization):
         return keras.ops.cast(outputs, self.compute_dtype)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "virtual_batch_size": self.virtual_batch_size}
+        return {**super().get_config(), "virtual_batch_size": self.virtual_batch_size,
+                "moving_statistics": self.moving_statistics}
 
 
 @keras.saving.register_keras_serializable(package="bnbook")

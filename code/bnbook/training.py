@@ -7,6 +7,9 @@ variants side by side is :mod:`bnbook.sweeps`' job, which calls these.
 * :func:`set_seed` and :data:`seed_lock`: reproducible weights and batch orders.
 * :func:`compile_model`: any optimizer, with the book's loss and metric;
   :func:`compile_sgd`: the same with SGD (optionally with momentum).
+* :class:`TabulatedRate`: a learning rate given step by step;
+  :func:`decay_equivalent_rates`: the rates at which plain SGD trains weights
+  before BN as SGD with weight decay does.
 * :func:`fit`: ``model.fit`` with one printed line per epoch and epoch times.
 * Callbacks: :class:`EpochLog` (times per epoch), :class:`StepRecorder`
   (probes every few optimizer steps), :class:`DivergenceStop` (end a run
@@ -33,8 +36,10 @@ __all__ = [
     "FitResult",
     "Probe",
     "StepRecorder",
+    "TabulatedRate",
     "compile_model",
     "compile_sgd",
+    "decay_equivalent_rates",
     "fit",
     "seed_lock",
     "set_seed",
@@ -110,6 +115,55 @@ def compile_sgd(model: keras.Model, learning_rate: float, *,
     return compile_model(model, keras.optimizers.SGD(learning_rate=learning_rate,
                                                      momentum=momentum),
                          steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+
+
+@keras.saving.register_keras_serializable(package="bnbook")
+class TabulatedRate(keras.optimizers.schedules.LearningRateSchedule):
+    """A learning rate given for every step: ``rates[t]`` at optimizer step ``t``.
+
+    Steps count from 0 (Keras' ``optimizer.iterations`` before the update);
+    after the table ends, the last rate holds. ``rates`` is one-dimensional,
+    finite and at least 0, e.g. the output of :func:`decay_equivalent_rates`.
+    """
+
+    def __init__(self, rates: Sequence[float] | np.ndarray) -> None:
+        values = np.asarray(rates, dtype=np.float64)
+        if values.ndim != 1 or values.size == 0:
+            raise ValueError(f"rates must be a non-empty 1-D sequence, got shape {values.shape}")
+        if not np.all(np.isfinite(values)) or np.any(values < 0):
+            raise ValueError("rates must be finite and at least 0")
+        self.rates = values.astype(np.float32)
+
+    def __call__(self, step):
+        index = keras.ops.minimum(keras.ops.cast(step, "int32"), len(self.rates) - 1)
+        return keras.ops.take(keras.ops.convert_to_tensor(self.rates), index)
+
+    def get_config(self) -> dict:
+        return {"rates": self.rates.tolist()}
+
+
+def decay_equivalent_rates(rates: Sequence[float] | np.ndarray,
+                           weight_decay: float) -> np.ndarray:
+    """Rates at which plain SGD moves scale-invariant weights as SGD with weight decay does.
+
+    With decay ``lambda``, a step is ``w_{t+1} = (1 - eta_t lambda) w_t - eta_t g(w_t)``,
+    and the weights shrink by ``c_t = prod_{s<t} (1 - eta_s lambda)``. For weights
+    the loss sees only through their direction (a layer followed by BN, epsilon
+    -> 0), ``g(c v) = g(v) / c``, so ``v_t = w_t / c_t`` follows plain SGD,
+    ``v_{t+1} = v_t - eta'_t g(v_t)``, at the rate::
+
+        eta'_t = eta_t / (c_t * c_{t+1})
+
+    ``rates`` are the scheduled ``eta_t``, one per step, shape ``(T,)``; returns
+    ``eta'``, shape ``(T,)``. ``weight_decay`` must keep every ``eta_t lambda`` below 1.
+    """
+    eta = np.asarray(rates, dtype=np.float64)
+    if eta.ndim != 1 or eta.size == 0:
+        raise ValueError(f"rates must be a non-empty 1-D sequence, got shape {eta.shape}")
+    if weight_decay < 0 or np.any(eta * weight_decay >= 1) or np.any(eta < 0):
+        raise ValueError("need rates >= 0 and 0 <= rate * weight_decay < 1 at every step")
+    shrink = np.concatenate([[1.0], np.cumprod(1.0 - eta * weight_decay)])   # c_0 .. c_T
+    return eta / (shrink[:-1] * shrink[1:])
 
 
 class EpochLog(keras.callbacks.Callback):
