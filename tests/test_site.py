@@ -35,6 +35,13 @@ def test_chapter_shows_executed_output_and_no_error(page: str) -> None:
     assert 'class="cell_output' in html, f"{page}: no executed output"
     assert "Traceback (most recent call last)" not in html
     assert 'class="output traceback' not in html
+    warnings = re.findall(r"\w+Warning: [^\n<]{0,120}", stderr_text(html))
+    assert not warnings, f"{page}: a reader sees Python warnings: {warnings}"
+
+
+def stderr_text(html: str) -> str:
+    """The text of a page's stderr outputs (MyST-NB's ``output stderr`` blocks)."""
+    return "".join(re.findall(r'class="output stderr[^"]*"[^>]*>(.*?)</div>', html, flags=re.S))
 
 
 @pytest.mark.parametrize("page", executable_chapters())
