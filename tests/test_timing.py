@@ -38,12 +38,36 @@ def test_warm_times_counts_calls_and_keeps_the_median_or_the_fastest(
     order = []
     timing.warm_times({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
                       repeats=2, warmup=0)
-    assert order == ["a", "b", "a", "b"]  # interleaved
+    assert order == ["a", "b", "b", "a"]  # interleaved, the order reversed in odd rounds
     with pytest.raises(ValueError):
         timing.warm_times({"f": lambda: None}, repeats=0)
     rounds = timing.round_times({"f": scripted([9, 4, 6]), "g": scripted([9, 1, 2])},
                                 repeats=2, warmup=1)
     assert rounds["f"].tolist() == [4, 6] and rounds["g"].tolist() == [1, 2]  # paired by round
+
+
+def test_round_times_alternates_the_order_and_keeps_the_rounds_paired() -> None:
+    clock, calls = [0.0], []
+
+    def candidate(name: str, seconds: list[float]):
+        seconds = iter(seconds)
+
+        def fn() -> None:  # the first call of a round is slowed by one second
+            first_in_round = len(calls) % 3 == 0
+            calls.append(name)
+            clock[0] += next(seconds) + (1.0 if first_in_round else 0.0)
+        return fn
+
+    own = {"a": [10, 20, 30, 40], "b": [1, 2, 3, 4], "c": [5, 6, 7, 8]}
+    rounds = timing.round_times({name: candidate(name, s) for name, s in own.items()},
+                                repeats=4, warmup=0, clock=lambda: clock[0])
+    assert calls == ["a", "b", "c", "c", "b", "a", "a", "b", "c", "c", "b", "a"]  # ABBA
+    # Entry i of each array is round i, whoever went first: the penalty lands on "a"
+    # in rounds 0 and 2 and on "c" in rounds 1 and 3, so it cancels over the rounds.
+    assert rounds["a"].tolist() == [11, 20, 31, 40]
+    assert rounds["b"].tolist() == [1, 2, 3, 4]
+    assert rounds["c"].tolist() == [5, 7, 7, 9]
+    assert rounds["a"].mean() - np.mean(own["a"]) == rounds["c"].mean() - np.mean(own["c"])
 
 
 def test_round_times_reads_the_clock_it_is_given() -> None:
@@ -82,9 +106,11 @@ def test_compiled_train_steps_equal_fit_on_the_same_batch() -> None:
 
 def test_step_timers_are_positive_and_rank_a_bigger_model_slower(data):
     small = compile_sgd(mlp(), 0.01)
-    big = compile_sgd(mlp(hidden=(2048, 2048)), 0.01)   # about 300 times the arithmetic
+    # About 2,000 times the arithmetic: a step of "big" must outweigh the noise of fit's
+    # fixed cost per call (tenths of a second on a busy machine), which "small" is made of.
+    big = compile_sgd(mlp(hidden=(4096, 4096)), 0.01)
     times = timing.interleaved_step_times({"small": small, "big": big}, *data, batch_size=16, steps=8,
-                                   repeats=3)
+                                   repeats=4)
     assert set(times) == {"small", "big"}
-    assert times["small"].shape == (3,) and np.all(times["small"] > 0)
+    assert times["small"].shape == (4,) and np.all(times["small"] > 0)
     assert np.median(times["small"]) < np.median(times["big"])

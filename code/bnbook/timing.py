@@ -4,8 +4,12 @@ A time measured once says little: another process, a frequency change or a
 garbage collection can double it. Every timing in the book is therefore
 taken in **interleaved rounds**: after untimed warm-up calls (tracing,
 compilation, caches), each round calls every candidate once, in turn, so a
-slow phase of the machine hits all of them alike. The rounds pair the
-candidates, as seeds pair the variants of an accuracy experiment, and
+slow phase of the machine hits all of them alike. The order alternates
+(ABBA): even rounds call the candidates in the order given, odd rounds in
+reverse, so that whatever the position in a round does to a call (a cache
+the previous candidate left warm or cold, a clock that speeds up) falls on
+every candidate equally often in an even number of rounds. The rounds pair
+the candidates, as seeds pair the variants of an accuracy experiment, and
 :func:`bnbook.stats.compare_ratio` turns the per-round ratios into a ratio
 with a 95 % interval.
 
@@ -32,17 +36,23 @@ import tensorflow as tf
 __all__ = ["compiled_train_steps", "interleaved_step_times", "round_times", "warm_times"]
 
 
-def round_times(functions: Mapping[str, Callable[[], object]], *, repeats: int = 7,
+def round_times(functions: Mapping[str, Callable[[], object]], *, repeats: int = 8,
                 warmup: int = 2,
                 clock: Callable[[], float] | None = None) -> dict[str, np.ndarray]:
     """Seconds of each function in each of ``repeats`` interleaved rounds.
 
-    ``warmup`` untimed calls of each come first. Entry ``i`` of every array
-    belongs to round ``i``, so the arrays are paired by round. ``clock`` is
-    the stopwatch: wall time (``time.perf_counter``) by default;
-    ``time.process_time`` counts the CPU seconds of the whole process, which
-    other processes on a busy machine do not inflate (any other busy thread
-    of this process does: time nothing else meanwhile).
+    ``warmup`` untimed calls of each come first. Round ``i`` calls every
+    function once: in the order given when ``i`` is even, in reverse when it
+    is odd (ABBA), so an effect of the position within a round cancels over
+    an even number of rounds (with an odd number, the order given runs once
+    more than its reverse). Entry ``i`` of every
+    array belongs to round ``i``, whatever the order, so the arrays are
+    paired by round. ``clock`` is the stopwatch: wall time
+    (``time.perf_counter``) by default; ``time.process_time`` counts the CPU
+    seconds of the whole process, which other processes on a busy machine do
+    not add to (they can still slow it, through shared caches and memory
+    bandwidth), while any other busy thread of this process does: time
+    nothing else meanwhile.
     """
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
@@ -51,15 +61,16 @@ def round_times(functions: Mapping[str, Callable[[], object]], *, repeats: int =
         for fn in functions.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, fn in functions.items():
+    order = list(functions.items())
+    for i in range(repeats):
+        for name, fn in (order if i % 2 == 0 else order[::-1]):
             start = tick()
             fn()
             times[name].append(tick() - start)
     return {name: np.asarray(values) for name, values in times.items()}
 
 
-def warm_times(functions: Mapping[str, Callable[[], object]], *, repeats: int = 7,
+def warm_times(functions: Mapping[str, Callable[[], object]], *, repeats: int = 8,
                warmup: int = 2, keep: Literal["median", "fastest"] = "median") -> dict[str, float]:
     """Wall seconds of one call of each function, warm: the median of its interleaved
     rounds (robust to the odd slow call) or, with ``keep="fastest"``, its fastest
@@ -71,7 +82,7 @@ def warm_times(functions: Mapping[str, Callable[[], object]], *, repeats: int = 
 
 def interleaved_step_times(models: Mapping[str, keras.Model], x: np.ndarray, y: np.ndarray, *,
                            batch_size: int = 32, steps: int = 64,
-                           repeats: int = 7) -> dict[str, np.ndarray]:
+                           repeats: int = 8) -> dict[str, np.ndarray]:
     """Seconds per optimizer step of each compiled model, in every interleaved round.
 
     Each timed call is one ``fit`` of ``steps`` steps on the first
