@@ -314,3 +314,26 @@ def test_the_function_and_the_direction_step_obey_the_effective_learning_rate() 
     dense.kernel.assign(dense.kernel * 3.0)
     np.testing.assert_allclose(model(x, training=True).numpy(), before, rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(gradient(), g1 / 3.0, rtol=1e-3, atol=1e-7)
+
+
+# ----------------------------------------------------------------------------- dead units
+
+
+def test_dead_relu_share_counts_units_that_are_zero_for_every_example() -> None:
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4),
+                              keras.layers.Activation("relu"), keras.layers.Dense(2),
+                              keras.layers.ReLU()])
+    first, second = model.layers[0], model.layers[2]
+    first.set_weights([np.eye(4, dtype="float32"), np.array([0, 0, -9, -9], "float32")])
+    second.set_weights([np.zeros((4, 2), "float32"), np.array([1, -1], "float32")])
+    x = RNG.uniform(0.1, 1.0, size=(20, 4)).astype("float32")   # positive inputs
+    assert measure.dead_relu_share(model, x) == 0.5          # 2 of 4, and 1 of 2
+    second.set_weights([np.zeros((4, 2), "float32"), np.array([-1, -1], "float32")])
+    assert measure.dead_relu_share(model, x) == 1.0          # the second layer is dead
+
+
+def test_dead_relu_share_needs_a_relu_layer() -> None:
+    with pytest.raises(ValueError, match="no ReLU layer"):
+        measure.dead_relu_share(keras.Sequential([keras.Input((3,)),
+                                                  keras.layers.Dense(2)]),
+                                np.ones((4, 3), "float32"))

@@ -13,8 +13,9 @@ import tensorflow as tf
 from bnbook import measure
 from bnbook.models import (GhostBatchNormalization, NoisyShift, PaddingMask, SkipInitScale,
                            branch, build_lenet, build_mlp, build_resnet,
-                           build_sequence_classifier, gaussian_kernels, normalization_layer,
-                           recompute_bn_statistics, redraw_kernels, side_by_side,
+                           build_sequence_classifier, gaussian_kernels, noise_at_mean,
+                           normalization_layer, recompute_bn_statistics, redraw_kernels,
+                           side_by_side,
                            zero_residual_gammas)
 from bnbook.training import compile_model, compile_sgd
 from tiny import bn_model, features, mlp
@@ -98,6 +99,28 @@ def test_noisy_shift_identity_at_inference_affine_in_training() -> None:
         assert 1.0 - 1e-4 <= a <= 2.0 + 1e-4 and -0.5 - 1e-4 <= b <= 0.5 + 1e-4
     with pytest.raises(ValueError):
         NoisyShift(scale_min=2.0, scale_max=1.0)
+
+
+def test_noise_at_mean_fixes_every_noise_layer_at_its_mean_and_restores_it() -> None:
+    model = keras.Sequential([keras.Input((8,)), NoisyShift(0.5, 1.0, 2.0, seed=1),
+                              NoisyShift(0.3, 1.0, 1.4, seed=2)])
+    x = features(50, 8)
+    with noise_at_mean(model) as fixed:
+        np.testing.assert_allclose(model(x, training=True).numpy(), x * 1.5 * 1.2,
+                                   rtol=1e-6)
+    assert fixed == 2
+    settings = [(n.shift, n.scale_min, n.scale_max) for n in model.layers]
+    assert settings == [(0.5, 1.0, 2.0), (0.3, 1.0, 1.4)]
+    assert not np.allclose(model(x, training=True).numpy(), x * 1.5 * 1.2)
+
+
+def test_noise_at_mean_restores_the_noise_after_an_error() -> None:
+    model = keras.Sequential([keras.Input((3,)), NoisyShift(0.5, 1.0, 2.0)])
+    with pytest.raises(RuntimeError), noise_at_mean(model):
+        raise RuntimeError("inside")
+    assert (model.layers[0].shift, model.layers[0].scale_max) == (0.5, 2.0)
+    with noise_at_mean(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])) as n:
+        assert n == 0
 
 
 def test_noisy_shift_serializes() -> None:

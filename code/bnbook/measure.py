@@ -18,6 +18,7 @@ experiment. Functions that change a model on purpose live in
 * :func:`kernel_gradient_norms`: the gradient reaching each Dense or Conv kernel.
 * :func:`smoothness_along_gradient`: the loss and gradient along the gradient
   direction, as in Santurkar et al. (2018).
+* :func:`dead_relu_share`: how many ReLUs output zero for every example.
 * :func:`activation_floats`, :func:`bn_layers`, :func:`steps_to_reach`:
   counting and reading helpers.
 
@@ -44,6 +45,7 @@ __all__ = [
     "accuracy",
     "activation_floats",
     "bn_layers",
+    "dead_relu_share",
     "effective_learning_rates",
     "evaluate",
     "evaluate_outputs",
@@ -313,6 +315,39 @@ def activation_floats(model: keras.Model) -> dict[str, int]:
     proxy for the activation memory of a training step.
     """
     return {layer.name: int(np.prod(layer.output.shape[1:])) for layer in model.layers}
+
+
+_RELU_OUTPUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _is_relu(layer: keras.layers.Layer) -> bool:
+    if isinstance(layer, keras.layers.ReLU):
+        return True
+    return (isinstance(layer, keras.layers.Activation)
+            and getattr(layer.activation, "__name__", "") == "relu")
+
+
+def dead_relu_share(model: keras.Model, x: np.ndarray) -> float:
+    """The largest share, over the ReLU layers of ``model``, of dead units on ``x``.
+
+    A unit is dead on ``x`` when it outputs 0 for every example (shape
+    ``(examples, ...)``), in inference mode; no gradient flows through it, so
+    training cannot revive it from these examples. The ReLU layers are the
+    ``Activation("relu")`` and ``ReLU`` layers among ``model.layers``; for each
+    the share is (dead units) / (units), and the largest is returned, from 0.0
+    (none dead) to 1.0 (some layer entirely dead: everything after it sees the
+    same input for every example). The probe model is made once per model.
+    """
+    if model not in _RELU_OUTPUTS:
+        relus = [layer for layer in model.layers if _is_relu(layer)]
+        if not relus:
+            raise ValueError("the model has no ReLU layer (Activation('relu') or ReLU) "
+                             "among model.layers; dead_relu_share has nothing to count")
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        _RELU_OUTPUTS[model] = keras.Model(inputs, [layer.output for layer in relus])
+    outputs = predict(_RELU_OUTPUTS[model], x)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return max(float(np.mean(np.all(np.asarray(o) <= 0, axis=0))) for o in outputs)
 
 
 # --------------------------------------------------------------------------- landscape

@@ -17,7 +17,8 @@ without changing it is :mod:`bnbook.measure`'s job.
 * :func:`build_resnet`: a small residual (or plain) ConvNet: post- or
   pre-activation blocks, BN or none, SkipInit; :func:`zero_residual_gammas`
   and :class:`SkipInitScale` go with it.
-* :class:`NoisyShift`: a layer that injects a random shift after BN ("noisy BN").
+* :class:`NoisyShift`: a layer that injects a random shift after BN ("noisy BN");
+  :func:`noise_at_mean` fixes every such layer of a model at its mean for a while.
 * :class:`GhostBatchNormalization`: BN whose training statistics come from sub-batches.
 * :func:`gaussian_kernels`: an initializer hook that redraws every Dense kernel.
 * :func:`redraw_kernels`: every kernel afresh from its own initializer (a new seed, no rebuild).
@@ -27,7 +28,8 @@ without changing it is :mod:`bnbook.measure`'s job.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Literal
 
 import keras
@@ -48,6 +50,7 @@ __all__ = [
     "build_resnet",
     "build_sequence_classifier",
     "gaussian_kernels",
+    "noise_at_mean",
     "normalization_layer",
     "recompute_bn_statistics",
     "redraw_kernels",
@@ -664,6 +667,31 @@ class NoisyShift(keras.layers.Layer):
     def get_config(self) -> dict:
         return {**super().get_config(), "shift": self.shift, "scale_min": self.scale_min,
                 "scale_max": self.scale_max, "seed": self.seed}
+
+
+@contextmanager
+def noise_at_mean(model: keras.Model) -> Iterator[int]:
+    """Within the block, every :class:`NoisyShift` layer of ``model`` is its mean map.
+
+    Each such layer (among ``model.layers``) returns ``x * (scale_min + scale_max) / 2``
+    in training mode, with no shift: the noise replaced by its expectation, so
+    that a loss measured in training mode (BN on batch statistics) shows what
+    the weights have learned without the random cost of the noise itself. The
+    layers' settings are restored on leaving the block, also after an error.
+    It acts on calls made inside the block (eager calls, such as a probe's); a
+    training step compiled before keeps the noise it was traced with. Yields
+    the number of layers fixed (0 for a model without noise).
+    """
+    noisy = [layer for layer in model.layers if isinstance(layer, NoisyShift)]
+    kept = [(layer.shift, layer.scale_min, layer.scale_max) for layer in noisy]
+    try:
+        for layer in noisy:   # U(m, m) draws m
+            mean = (layer.scale_min + layer.scale_max) / 2
+            layer.shift, layer.scale_min, layer.scale_max = 0.0, mean, mean
+        yield len(noisy)
+    finally:
+        for layer, (shift, low, high) in zip(noisy, kept):
+            layer.shift, layer.scale_min, layer.scale_max = shift, low, high
 
 
 def recompute_bn_statistics(model: keras.Model, x: np.ndarray, *,
