@@ -273,6 +273,15 @@ def test_fresh_cache_keeps_the_cache_while_the_dependencies_are_unchanged(tmp_pa
     assert not _fresh(root)
 
 
+def test_a_cache_cleared_and_refilled_is_kept(tmp_path: Path) -> None:
+    root = _project(tmp_path)                       # make bench empties the cache, then fills it
+    execute.clear_cache(root / "_build" / ".jupyter_cache", root / "_build" / ".deps-hash", root)
+    assert not (root / "_build" / ".jupyter_cache").exists()
+    _project(root)
+    assert not _fresh(root)                         # the next make book keeps what it executed
+    assert (root / "_build" / ".jupyter_cache" / "entry").is_file()
+
+
 @pytest.mark.parametrize("change", [{"requirements": "numpy==2.1\n# The tests.\npytest==9.0\n"},
                                     {"module": "x = 2\n"}])
 def test_fresh_cache_clears_the_cache_when_the_dependencies_changed(tmp_path: Path,

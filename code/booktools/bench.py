@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-from booktools.execute import CACHE, chapter_workers, execute_notebook, execute_stale
+from booktools.execute import chapter_workers, clear_cache, execute_notebook, execute_stale
 from booktools.failures import ChapterFailed, headline
 from booktools.layout import ROOT, executable_chapters, export_notebooks, source_of
 from booktools.processes import descendants, signals_raise, stop
@@ -86,7 +85,7 @@ def run_chapter(path: Path) -> tuple[float, float]:
 
 def whole_book_cold() -> tuple[float, float]:
     """``make book``'s execution from an empty cache: (seconds, peak MB of all kernels)."""
-    shutil.rmtree(CACHE, ignore_errors=True)
+    clear_cache()
     start = time.perf_counter()
     with PeakMemory() as memory:
         execute_stale(chapter_workers())

@@ -326,13 +326,21 @@ def fresh_cache(cache_path: Path = CACHE, record: Path = DEPS_HASH, root: Path =
     one (restored from elsewhere, or from before records) cannot be trusted and is cleared
     too. Afterwards ``record`` holds today's hash. Returns whether the cache was cleared.
     """
-    current = dependency_hash(root)
     try:
-        kept = record.read_text().strip() == current
+        kept = record.read_text().strip() == dependency_hash(root)
     except OSError:
         kept = False
     if not kept:
-        shutil.rmtree(cache_path, ignore_errors=True)
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(current + "\n")
+        clear_cache(cache_path, record, root)
     return not kept
+
+
+def clear_cache(cache_path: Path = CACHE, record: Path = DEPS_HASH, root: Path = ROOT) -> None:
+    """Empty the execution cache and record the dependencies it is about to be filled with.
+
+    Whoever fills an empty cache (``make book``, ``make bench``) clears it here, so that the
+    next :func:`fresh_cache` keeps what they executed.
+    """
+    shutil.rmtree(cache_path, ignore_errors=True)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(dependency_hash(root) + "\n")
