@@ -45,6 +45,11 @@ def test_a_rule_stands_only_on_the_verdicts_that_back_it() -> None:
     assert not practice_rules.decide(None, ["supported"])
 
 
+def test_a_page_of_rules_is_read_again_when_a_rule_s_chapter_or_the_ledger_changes() -> None:
+    assert practice_rules.rule_sources("book/checklist", "design.md") == ["book/design.md",
+                                                                          "book/claims.md"]
+
+
 def test_glued_text_reads_a_string_as_the_text_role_shows_it() -> None:
     data = {"k_verdict": {"data": {"text/plain": "'supported'"}},
             "k_effect": {"data": {"text/plain": "'+0.016 ± 0.003 (95 % CI, n = 5)'"}},

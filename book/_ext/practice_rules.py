@@ -61,6 +61,8 @@ class PracticeRuleDirective(SphinxDirective):
         if "when" not in self.options or "scope" not in self.options:
             raise self.error("practice-rule needs :when: (the verdicts that back it) and :scope:")
         chapter, key = target.split("::", 1)
+        for source in rule_sources(self.env.docname, chapter):
+            self.env.note_dependency(source)   # read again when its chapter or the ledger changes
         node = practice_rule(chapter=chapter[:-3], key=key, scope=self.options["scope"],
                              when=[v.strip() for v in self.options["when"].split(",")])
         self.set_source_info(node)
@@ -71,6 +73,13 @@ class PracticeRuleDirective(SphinxDirective):
 class DroppedRulesDirective(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         return [dropped_rules()]
+
+
+def rule_sources(docname: str, chapter: str) -> list[str]:
+    """The sources a page of rules depends on, relative to the source folder: a rule's
+    chapter (whose glue gives its verdict) and the claims ledger (whose row labels it)."""
+    here = posixpath.dirname(docname)
+    return [posixpath.normpath(posixpath.join(here, name)) for name in (chapter, "claims.md")]
 
 
 def glued_text(data: dict[str, Any], name: str) -> str | None:
