@@ -478,7 +478,8 @@ def image_batches(pixels: np.ndarray | tf.Tensor, labels: np.ndarray | tf.Tensor
         batches = tf.data.Dataset.from_tensor_slices(
             tf.reshape(indices[:n_full], [-1, batch_size]))
         if n_full < n:
-            batches = batches.concatenate(tf.data.Dataset.from_tensors(indices[n_full:]))
+            rest = tf.data.Dataset.from_tensors(indices[n_full:])
+            batches = batches.concatenate(rest)
         return batches
 
     def gather(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -491,7 +492,8 @@ def image_batches(pixels: np.ndarray | tf.Tensor, labels: np.ndarray | tf.Tensor
     return (tf.data.Dataset.range(1).map(permutation).prefetch(1)
             .flat_map(batch_indices)
             .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
-            .apply(tf.data.experimental.assert_cardinality(n_batches))  # Keras then knows the epoch's length
+            # Keras then knows the epoch's length
+            .apply(tf.data.experimental.assert_cardinality(n_batches))
             .prefetch(tf.data.AUTOTUNE))
 
 

@@ -38,7 +38,8 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 def limit_arenas(arenas: int = 2) -> bool:
-    """Let threads share at most ``arenas`` heaps (default 2); return whether it took effect.
+    """Let threads share at most ``arenas`` heaps (default 2); return whether it took
+    effect.
 
     Affects the threads that allocate for the first time afterwards, so call
     it early, before threads start to allocate. Threads then wait for each

@@ -159,7 +159,8 @@ def moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
-                       eps: float = DEFAULT_EPSILON) -> tuple[np.ndarray, BatchNormCache]:
+                       eps: float = DEFAULT_EPSILON,
+                       ) -> tuple[np.ndarray, BatchNormCache]:
     """Batch normalization in training mode: normalize with the batch's own statistics.
 
     Args:

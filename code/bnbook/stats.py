@@ -138,8 +138,10 @@ def _decide(low: float, high: float, threshold: float, direction: Direction) -> 
             raise ValueError("a 'differ' threshold is a distance, at least 0")
         if low > threshold or high < -threshold:
             return "supported"
-        return "not supported" if -threshold <= low and high <= threshold else "inconclusive"
-    raise ValueError(f"direction must be 'greater', 'less' or 'differ', not {direction!r}")
+        within = -threshold <= low and high <= threshold
+        return "not supported" if within else "inconclusive"
+    raise ValueError(f"direction must be 'greater', 'less' or 'differ', "
+                     f"not {direction!r}")
 
 
 def _interval(values: np.ndarray, method: str, seed: int) -> tuple[float, float, float]:
@@ -148,7 +150,8 @@ def _interval(values: np.ndarray, method: str, seed: int) -> tuple[float, float,
     n = len(values)
     if method == "t":
         sd = float(np.std(values, ddof=1))
-        half = float(_scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sd / math.sqrt(n)
+        t = float(_scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1))
+        half = t * sd / math.sqrt(n)
         return mean, mean - half, mean + half
     if method == "bootstrap":
         rng = np.random.default_rng(seed)
@@ -175,11 +178,13 @@ def _differences(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarra
     return values
 
 
-def compare(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray | None = None, *,
+def compare(a: Sequence[float] | np.ndarray,
+            b: Sequence[float] | np.ndarray | None = None, *,
             direction: Direction = "greater", threshold: float = 0.0,
             method: Literal["t", "bootstrap"] = "t", min_n: int = MIN_SEEDS,
             seed: int = 0, signed: bool = True) -> Comparison:
-    """Effect ``a - b`` (paired: ``a[i]`` and ``b[i]`` share seed ``i``), or of ``a`` alone.
+    """Effect ``a - b`` (paired: ``a[i]`` and ``b[i]`` share seed ``i``), or of ``a``
+    alone.
 
     With ``b`` omitted, ``a`` holds the per-seed effects themselves (or values
     compared with a constant ``threshold``, such as chance accuracy).

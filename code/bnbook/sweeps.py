@@ -154,11 +154,12 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
               valid: Split | None = None, test: Split | None = None,
               seed: int = 0, stop_on_nan: bool = True, shuffle: bool = True,
               evaluate_train: bool = True, validate_each_epoch: bool = False,
-              keep_models: bool = False, keep_weights: bool = False, verbose: bool = True,
+              keep_models: bool = False, keep_weights: bool = False,
+              verbose: bool = True,
               workers: int | None = None,
               eval_batch_size: int | None = None) -> list[dict[str, Any]]:
-    """Train each variant (SGD unless its ``optimizer`` says otherwise) and return one row per
-    variant, in the order given.
+    """Train each variant (SGD unless its ``optimizer`` says otherwise) and return
+    one row per variant, in the order given.
 
     Each row holds ``label``, the variant's ``settings``, ``seed``,
     ``learning_rate``, ``epochs``, ``batch_size``, ``steps`` (optimizer steps
@@ -203,7 +204,8 @@ def run_sweep(variants: Iterable[Variant], train: Split, *,
     release_memory()   # what earlier cells freed, before the threads allocate their own
     groups: dict[Any, list[int]] = {}
     for index, variant in enumerate(variants):
-        groups.setdefault(_shared_model_key(variant) or ("alone", index), []).append(index)
+        key = _shared_model_key(variant) or ("alone", index)
+        groups.setdefault(key, []).append(index)
     sweep = _Sweep(train, valid=valid, test=test, seed=seed, stop_on_nan=stop_on_nan,
                    shuffle=shuffle, evaluate_train=evaluate_train,
                    validate_each_epoch=validate_each_epoch, keep_models=keep_models,
@@ -250,22 +252,23 @@ class _Sweep:
                  verbose: bool, eval_batch_size: int | None = None) -> None:
         if validate_each_epoch and valid is None:
             raise ValueError("validate_each_epoch needs valid=(x, y)")
-        self.train = train   # tensors once for all variants: tf.data then feeds Keras without copies
+        # tensors once for all variants: tf.data then feeds Keras without copies
+        self.train = train
         self.train_tensors = (as_tensor(train[0]), as_tensor(train[1]))
         self.valid_tensors = ((as_tensor(valid[0]), as_tensor(valid[1]))
                               if validate_each_epoch else None)
         self.valid, self.test, self.seed = valid, test, seed
         self.stop_on_nan, self.shuffle = stop_on_nan, shuffle
-        self.evaluate_train, self.keep_models, self.verbose = evaluate_train, keep_models, verbose
-        self.keep_weights = keep_weights
+        self.evaluate_train, self.verbose = evaluate_train, verbose
+        self.keep_models, self.keep_weights = keep_models, keep_weights
         self.eval_batch_size = eval_batch_size
         self.thread_state = threading.local()
         self.start = time.perf_counter()
 
     def run_group(self, variants: list[Variant]) -> list[list[dict[str, Any]]]:
-        """Train ``variants`` one after the other; those of a group share one compiled model."""
+        """Train ``variants`` one after the other; a group shares one compiled model."""
         if getattr(self.thread_state, "trained", False):
-            release_memory()   # this thread's previous model and its traced steps: free them
+            release_memory()   # this thread's previous model and traced steps: free them
         self.thread_state.trained = True
         model: keras.Model | None = None
         initial_weights: dict[int, list[np.ndarray]] = {}
@@ -296,10 +299,11 @@ class _Sweep:
                 initial_weights[variant_seed] = variant.build().get_weights()
             model.set_weights(initial_weights[variant_seed])
             _reset_optimizer(model.optimizer, variant.learning_rate)
-            if _has_schedule(model.optimizer) and variant.learning_rate != model.bnbook_rate:
-                raise ValueError(f"variant {variant.label!r}: its optimizer follows a learning-"
-                                 "rate schedule, which a shared model cannot change; give "
-                                 "variants with other rates another arch")
+            rate_changed = variant.learning_rate != model.bnbook_rate
+            if _has_schedule(model.optimizer) and rate_changed:
+                raise ValueError(f"variant {variant.label!r}: its optimizer follows a "
+                                 "learning-rate schedule, which a shared model cannot "
+                                 "change; give variants with other rates another arch")
         if variant.initialize is not None:
             variant.initialize(model)
         return model
@@ -327,8 +331,10 @@ class _Sweep:
         return train, valid
 
     def _train(self, variant: Variant, model: keras.Model,
-               batches: tuple[tf.data.Dataset, tf.data.Dataset | None]) -> list[dict[str, Any]]:
-        """Fit, then measure: the variant's row, or one row per output of a side-by-side model."""
+               batches: tuple[tf.data.Dataset, tf.data.Dataset | None],
+               ) -> list[dict[str, Any]]:
+        """Fit, then measure: the variant's row, or a row per output of a side-by-side
+        model."""
         train, valid = batches
         names = list(model.output_names) if len(model.outputs) > 1 else []
         losses = [f"{name}_loss" for name in names] or ["loss"]
@@ -339,7 +345,7 @@ class _Sweep:
                                  log_metrics=metrics or ("loss", "accuracy"))
                     if variant.record_every else None)
         if recorder is not None:
-            callbacks.append(recorder)    # after the stop: it records the step training ended at
+            callbacks.append(recorder)    # after the stop: records the step training ended
         start = time.perf_counter()
         result = fit(model, train, epochs=1 if variant.steps else variant.epochs,
                      steps_per_epoch=variant.steps, validation_data=valid,
@@ -366,7 +372,8 @@ class _Sweep:
         for index, row in enumerate(rows):
             name = names[index] if names else None
             row["history"] = _own_history(result.history, name)
-            evaluated = [row[k] for k in ("train_loss", "valid_loss", "test_loss") if k in row]
+            evaluated = [row[k] for k in ("train_loss", "valid_loss", "test_loss")
+                         if k in row]
             stopped = stop.diverged or (name is not None and not math.isfinite(
                 row["history"].get("loss", [0.0])[-1]))
             row["diverged"] = bool(stopped or not all(math.isfinite(v) for v in evaluated))
@@ -377,8 +384,9 @@ class _Sweep:
             if self.keep_weights:
                 row["weights"] = (branch(model, name) if name else model).get_weights()
             if self.verbose:
-                shown = "  ".join(f"{k} {row[k]:.3f}" for k in
-                                  ("train_accuracy", "valid_accuracy", "test_accuracy") if k in row)
+                shown = "  ".join(
+                    f"{k} {row[k]:.3f}" for k in
+                    ("train_accuracy", "valid_accuracy", "test_accuracy") if k in row)
                 status = "  diverged" if row["diverged"] else ""
                 label = f"{variant.label} / {name}" if name else variant.label
                 print(f"[{time.perf_counter() - self.start:5.0f} s] {label:<28} {shown}"

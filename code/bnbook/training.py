@@ -114,7 +114,8 @@ def compile_sgd(model: keras.Model, learning_rate: float, *,
     """
     return compile_model(model, keras.optimizers.SGD(learning_rate=learning_rate,
                                                      momentum=momentum),
-                         steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+                         steps_per_execution=steps_per_execution,
+                         jit_compile=jit_compile)
 
 
 @keras.saving.register_keras_serializable(package="bnbook")
@@ -292,7 +293,8 @@ class StepRecorder(keras.callbacks.Callback):
         for metric in self.log_metrics:
             if metric in logs:
                 mean = float(logs[metric])
-                total = mean * steps - self._epoch_means.get(metric, 0.0) * self._epoch_steps
+                before = self._epoch_means.get(metric, 0.0) * self._epoch_steps
+                total = mean * steps - before
                 self._sums[metric] += total
                 self._epoch_means[metric] = mean
         self._count += new
@@ -324,7 +326,7 @@ class StepRecorder(keras.callbacks.Callback):
         self._since = time.perf_counter()
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        if self._count:                          # steps after the last multiple of every
+        if self._count:                # steps after the last multiple of every
             self._record(self._step())
 
     def arrays(self) -> dict[str, np.ndarray]:
