@@ -246,8 +246,8 @@ def _shared_model_key(variant: Variant) -> tuple | None:
 class _Sweep:
     """Trains the variants of one :func:`run_sweep` call; its threads share one instance."""
 
-    def __init__(self, train: Split, *, valid: Split | None, test: Split | None, seed: int,
-                 stop_on_nan: bool, shuffle: bool, evaluate_train: bool,
+    def __init__(self, train: Split, *, valid: Split | None, test: Split | None,
+                 seed: int, stop_on_nan: bool, shuffle: bool, evaluate_train: bool,
                  validate_each_epoch: bool, keep_models: bool, keep_weights: bool,
                  verbose: bool, eval_batch_size: int | None = None) -> None:
         if validate_each_epoch and valid is None:
@@ -268,7 +268,7 @@ class _Sweep:
     def run_group(self, variants: list[Variant]) -> list[list[dict[str, Any]]]:
         """Train ``variants`` one after the other; a group shares one compiled model."""
         if getattr(self.thread_state, "trained", False):
-            release_memory()   # this thread's previous model and traced steps: free them
+            release_memory()   # free this thread's previous model and traced steps
         self.thread_state.trained = True
         model: keras.Model | None = None
         initial_weights: dict[int, list[np.ndarray]] = {}
@@ -294,7 +294,7 @@ class _Sweep:
             model.bnbook_rate = variant.learning_rate
             initial_weights[variant_seed] = model.get_weights()
         else:
-            if variant_seed not in initial_weights:   # draw this seed's weights, uncompiled
+            if variant_seed not in initial_weights:   # this seed's weights, uncompiled
                 set_seed(variant_seed)
                 initial_weights[variant_seed] = variant.build().get_weights()
             model.set_weights(initial_weights[variant_seed])
@@ -310,9 +310,9 @@ class _Sweep:
 
     def _batches(self, variant: Variant,
                  outputs: int = 1) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
-        """The variant's training batches (the same order for every variant of a seed), and
-        the validation batches when validating each epoch; with several ``outputs``, the
-        labels once for each."""
+        """The variant's training batches (the same order for every variant of a
+        seed), and the validation batches when validating each epoch; with several
+        ``outputs``, the labels once for each."""
         variant_seed = self._seed_of(variant)
         set_seed(variant_seed)
         if variant.steps:
@@ -345,14 +345,14 @@ class _Sweep:
                                  log_metrics=metrics or ("loss", "accuracy"))
                     if variant.record_every else None)
         if recorder is not None:
-            callbacks.append(recorder)    # after the stop: records the step training ended
+            callbacks.append(recorder)    # after the stop: records the last step
         start = time.perf_counter()
         result = fit(model, train, epochs=1 if variant.steps else variant.epochs,
                      steps_per_epoch=variant.steps, validation_data=valid,
                      callbacks=callbacks, verbose=False)
         seconds = time.perf_counter() - start
-        epochs = (variant.steps * variant.batch_size / len(self.train[0]) if variant.steps
-                  else variant.epochs)
+        epochs = (variant.steps * variant.batch_size / len(self.train[0])
+                  if variant.steps else variant.epochs)
         common: dict[str, Any] = {"label": variant.label, **variant.settings,
                                   "seed": self._seed_of(variant),
                                   "learning_rate": variant.learning_rate,
@@ -376,7 +376,8 @@ class _Sweep:
                          if k in row]
             stopped = stop.diverged or (name is not None and not math.isfinite(
                 row["history"].get("loss", [0.0])[-1]))
-            row["diverged"] = bool(stopped or not all(math.isfinite(v) for v in evaluated))
+            finite = all(math.isfinite(v) for v in evaluated)
+            row["diverged"] = bool(stopped or not finite)
             if curve is not None:
                 row["curve"] = _own_curve(curve, name, names)
             if self.keep_models:
