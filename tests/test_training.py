@@ -159,3 +159,5 @@ def test_decay_equivalent_rates_move_scale_invariant_weights_as_decay_does() -> 
     np.testing.assert_allclose(decay_equivalent_rates(rates, 0.0), rates)
     with pytest.raises(ValueError):
         decay_equivalent_rates(rates, 10.0)              # eta * lambda >= 1
+    with pytest.raises(ValueError):
+        decay_equivalent_rates([0.1, -0.1], 0.1)         # a negative rate

@@ -118,6 +118,16 @@ def compile_sgd(model: keras.Model, learning_rate: float, *,
                          jit_compile=jit_compile)
 
 
+def _rate_table(rates: Sequence[float] | np.ndarray) -> np.ndarray:
+    """``rates`` as a float64 array, checked: one-dimensional, non-empty, finite, >= 0."""
+    values = np.asarray(rates, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"rates must be a non-empty 1-D sequence, got shape {values.shape}")
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError("rates must be finite and at least 0")
+    return values
+
+
 @keras.saving.register_keras_serializable(package="bnbook")
 class TabulatedRate(keras.optimizers.schedules.LearningRateSchedule):
     """A learning rate given for every step: ``rates[t]`` at optimizer step ``t``.
@@ -128,12 +138,7 @@ class TabulatedRate(keras.optimizers.schedules.LearningRateSchedule):
     """
 
     def __init__(self, rates: Sequence[float] | np.ndarray) -> None:
-        values = np.asarray(rates, dtype=np.float64)
-        if values.ndim != 1 or values.size == 0:
-            raise ValueError(f"rates must be a non-empty 1-D sequence, got shape {values.shape}")
-        if not np.all(np.isfinite(values)) or np.any(values < 0):
-            raise ValueError("rates must be finite and at least 0")
-        self.rates = values.astype(np.float32)
+        self.rates = _rate_table(rates).astype(np.float32)
 
     def __call__(self, step):
         index = keras.ops.minimum(keras.ops.cast(step, "int32"), len(self.rates) - 1)
@@ -158,11 +163,9 @@ def decay_equivalent_rates(rates: Sequence[float] | np.ndarray,
     ``rates`` are the scheduled ``eta_t``, one per step, shape ``(T,)``; returns
     ``eta'``, shape ``(T,)``. ``weight_decay`` must keep every ``eta_t lambda`` below 1.
     """
-    eta = np.asarray(rates, dtype=np.float64)
-    if eta.ndim != 1 or eta.size == 0:
-        raise ValueError(f"rates must be a non-empty 1-D sequence, got shape {eta.shape}")
-    if weight_decay < 0 or np.any(eta * weight_decay >= 1) or np.any(eta < 0):
-        raise ValueError("need rates >= 0 and 0 <= rate * weight_decay < 1 at every step")
+    eta = _rate_table(rates)
+    if weight_decay < 0 or np.any(eta * weight_decay >= 1):
+        raise ValueError("need 0 <= rate * weight_decay < 1 at every step")
     shrink = np.concatenate([[1.0], np.cumprod(1.0 - eta * weight_decay)])   # c_0 .. c_T
     return eta / (shrink[:-1] * shrink[1:])
 
